@@ -1,1 +1,14 @@
-//! placeholder
+//! Sluice's engine core: the data model, job graph, time and watermarks, windows,
+//! state, and the task runtime with its shuffle. It knows nothing of wasmtime, Kafka
+//! or HTTP: those plug in through the [`operator::Operator`] and
+//! [`connector::SourceFactory`] / [`connector::SinkFactory`] traits.
+
+pub mod batch;
+pub mod connector;
+pub mod format;
+pub mod operator;
+
+pub use batch::{Batch, EventRef, WatermarkMark};
+pub use connector::{ConnectorError, Sink, SinkFactory, SourceFactory, SourcePoll, SourceReader};
+pub use format::{FieldAccessor, PackedField, PackedSchema, ValueFormat};
+pub use operator::{Collector, Operator, OperatorContext, OperatorError};

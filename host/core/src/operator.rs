@@ -1,0 +1,89 @@
+//! The operator interface that the task runtime drives and that `sluice-wasm` implements
+//! for WASM components, so the engine can be tested with native operators and the
+//! sandbox without the engine.
+
+use crate::batch::Batch;
+use std::fmt;
+
+/// Where an operator sends what it produces.
+pub trait Collector {
+    /// Emits a batch on the main output. Its watermark marks must be carried from the
+    /// input (see [`Batch::remap_marks_from`]).
+    fn collect(&mut self, batch: Batch);
+    /// Emits a batch on the named side output (for example `late` or `dead-letter`).
+    fn collect_side(&mut self, output: &str, batch: Batch);
+    /// Advances the watermark on the main output (ms since the epoch).
+    fn collect_watermark(&mut self, watermark: i64);
+}
+
+/// Identity of a running operator instance, for error messages and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorContext {
+    /// The vertex id from the job spec.
+    pub operator_id: String,
+    /// This subtask's index, `0..parallelism`.
+    pub subtask: usize,
+    /// The vertex's parallelism.
+    pub parallelism: usize,
+}
+
+impl fmt::Display for OperatorContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "operator '{}' (subtask {}/{})",
+            self.operator_id,
+            self.subtask + 1,
+            self.parallelism
+        )
+    }
+}
+
+/// Why an operator failed. The message names the operator (the runtime adds the
+/// [`OperatorContext`]) and says what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    /// The operator returned a typed error (expected failure: bad config, bad input).
+    #[error("{context}: operator error ({code}): {message}")]
+    Returned {
+        /// Operator, subtask.
+        context: String,
+        /// The error's code, e.g. `invalid-config`, `invalid-input`.
+        code: String,
+        /// The operator's message.
+        message: String,
+    },
+    /// The operator faulted: a WASM trap, a limit hit (memory, time), or a broken output.
+    #[error("{context}: {message}")]
+    Fault {
+        /// Operator, subtask.
+        context: String,
+        /// What happened, with the guest's own message where it gave one.
+        message: String,
+    },
+}
+
+/// A stream operator that processes batches of events.
+///
+/// The runtime calls [`Operator::open`] once, then [`Operator::process_batch`] and
+/// [`Operator::process_watermark`] in stream order, then [`Operator::finish`] at the end
+/// of a bounded input. An operator that keeps no time of its own forwards watermarks
+/// unchanged (the default).
+pub trait Operator: Send {
+    /// Prepares the operator (for a WASM operator: instantiate and call its `init`).
+    fn open(&mut self, ctx: &OperatorContext) -> Result<(), OperatorError>;
+
+    /// Processes one batch, emitting results to `out`.
+    fn process_batch(&mut self, batch: Batch, out: &mut dyn Collector) -> Result<(), OperatorError>;
+
+    /// Handles a watermark that arrives between batches.
+    fn process_watermark(&mut self, watermark: i64, out: &mut dyn Collector) -> Result<(), OperatorError> {
+        out.collect_watermark(watermark);
+        Ok(())
+    }
+
+    /// Called once after the last element of a bounded input, after the final watermark.
+    fn finish(&mut self, _out: &mut dyn Collector) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}
