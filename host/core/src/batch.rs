@@ -184,6 +184,20 @@ impl Batch {
         Ok(())
     }
 
+    /// Takes the batch apart into `(timestamps, key_offsets, key_data, value_offsets,
+    /// value_data, marks)`, without copying.
+    #[allow(clippy::type_complexity)]
+    pub fn into_columns(self) -> (Vec<i64>, Vec<u32>, Vec<u8>, Vec<u32>, Vec<u8>, Vec<WatermarkMark>) {
+        (
+            self.timestamps,
+            self.key_offsets,
+            self.key_data,
+            self.value_offsets,
+            self.value_data,
+            self.marks,
+        )
+    }
+
     /// Moves the marks out, leaving none.
     pub fn take_marks(&mut self) -> Vec<WatermarkMark> {
         std::mem::take(&mut self.marks)
