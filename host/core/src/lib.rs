@@ -12,3 +12,6 @@ pub use batch::{Batch, EventRef, WatermarkMark};
 pub use connector::{ConnectorError, Sink, SinkFactory, SourceFactory, SourcePoll, SourceReader};
 pub use format::{FieldAccessor, PackedField, PackedSchema, ValueFormat};
 pub use operator::{Collector, Operator, OperatorContext, OperatorError};
+pub mod keygroup;
+pub mod time;
+pub mod window;
