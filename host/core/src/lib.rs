@@ -15,3 +15,6 @@ pub use operator::{Collector, Operator, OperatorContext, OperatorError};
 pub mod keygroup;
 pub mod time;
 pub mod window;
+pub mod graph;
+pub mod runtime;
+pub mod spec;

@@ -1,0 +1,210 @@
+//! An operator chain running in one subtask thread: operators joined by forward edges
+//! call each other directly; the chain's outputs leave through gates.
+
+use super::gate::{Disconnected, Gate, StreamElement};
+use super::metrics::SubtaskMetrics;
+use crate::batch::Batch;
+use crate::operator::{Collector, Operator, OperatorError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Why a chain stopped early.
+#[derive(Debug)]
+pub enum ChainError {
+    /// An operator failed.
+    Operator(OperatorError),
+    /// A downstream subtask is gone (it failed, or the job was cancelled).
+    Disconnected,
+}
+
+impl From<OperatorError> for ChainError {
+    fn from(e: OperatorError) -> Self {
+        ChainError::Operator(e)
+    }
+}
+
+impl From<Disconnected> for ChainError {
+    fn from(_: Disconnected) -> Self {
+        ChainError::Disconnected
+    }
+}
+
+/// One operator of a chain with the gates of its outputs that leave the chain.
+pub struct ChainLink {
+    /// The operator.
+    pub operator: Box<dyn Operator>,
+    /// Whether the next link in the chain consumes this one's main output.
+    pub chained: bool,
+    /// Gates of main-output consumers outside the chain.
+    pub main_gates: Vec<Gate>,
+    /// Gates per side output name.
+    pub side_gates: Vec<(String, Vec<Gate>)>,
+    /// This vertex subtask's figures.
+    pub metrics: Arc<SubtaskMetrics>,
+}
+
+/// The collector handed to link `i`: forwards to link `i + 1` and to `i`'s gates.
+struct LinkOutput<'a> {
+    main_gates: &'a mut Vec<Gate>,
+    side_gates: &'a mut Vec<(String, Vec<Gate>)>,
+    metrics: &'a SubtaskMetrics,
+    rest: &'a mut [ChainLink],
+    chained: bool,
+    error: &'a mut Option<ChainError>,
+}
+
+impl LinkOutput<'_> {
+    fn fail(&mut self, e: ChainError) {
+        if self.error.is_none() {
+            *self.error = Some(e);
+        }
+    }
+}
+
+impl Collector for LinkOutput<'_> {
+    fn collect(&mut self, batch: Batch) {
+        if self.error.is_some() {
+            return;
+        }
+        self.metrics.records_out.fetch_add(batch.len() as u64, Relaxed);
+        if let Some(wm) = batch.last_watermark() {
+            self.metrics.watermark.store(wm, Relaxed);
+        }
+        let gates = self.main_gates.len();
+        let mut batch = Some(batch);
+        for (i, g) in self.main_gates.iter_mut().enumerate() {
+            let b = if i + 1 == gates && !self.chained {
+                batch.take().expect("last use")
+            } else {
+                batch.as_ref().expect("kept for later use").clone()
+            };
+            if g.send_batch(b).is_err() {
+                self.fail(ChainError::Disconnected);
+                return;
+            }
+        }
+        if self.chained
+            && let Some(batch) = batch
+        {
+            deliver(self.rest, self.error, |op, out| op.process_batch(batch, out));
+        }
+    }
+
+    fn collect_side(&mut self, output: &str, batch: Batch) {
+        if self.error.is_some() {
+            return;
+        }
+        let n = batch.len() as u64;
+        match self.side_gates.iter_mut().find(|(name, _)| name == output) {
+            Some((_, gates)) => {
+                self.metrics.side_records_out.fetch_add(n, Relaxed);
+                for g in gates.iter_mut() {
+                    if g.send_batch(batch.clone()).is_err() {
+                        self.fail(ChainError::Disconnected);
+                        return;
+                    }
+                }
+            }
+            None => {
+                self.metrics.unrouted_side_records.fetch_add(n, Relaxed);
+            }
+        }
+    }
+
+    fn collect_watermark(&mut self, watermark: i64) {
+        if self.error.is_some() {
+            return;
+        }
+        self.metrics.watermark.store(watermark, Relaxed);
+        for g in self.main_gates.iter() {
+            if g.broadcast(|| StreamElement::Watermark(watermark)).is_err() {
+                self.fail(ChainError::Disconnected);
+                return;
+            }
+        }
+        if self.chained {
+            deliver(self.rest, self.error, |op, out| op.process_watermark(watermark, out));
+        }
+    }
+}
+
+/// Calls `f` on the first link of `links` with a collector for that link.
+fn deliver(
+    links: &mut [ChainLink],
+    error: &mut Option<ChainError>,
+    f: impl FnOnce(&mut dyn Operator, &mut dyn Collector) -> Result<(), OperatorError>,
+) {
+    let Some((link, rest)) = links.split_first_mut() else { return };
+    let mut out = LinkOutput {
+        main_gates: &mut link.main_gates,
+        side_gates: &mut link.side_gates,
+        metrics: &link.metrics,
+        rest,
+        chained: link.chained,
+        error,
+    };
+    if let Err(e) = f(link.operator.as_mut(), &mut out) {
+        out.fail(ChainError::Operator(e));
+    }
+}
+
+/// A subtask's operator chain.
+pub struct Chain {
+    /// The links, head first.
+    pub links: Vec<ChainLink>,
+}
+
+impl Chain {
+    fn run(&mut self, f: impl FnOnce(&mut dyn Operator, &mut dyn Collector) -> Result<(), OperatorError>) -> Result<(), ChainError> {
+        let mut error = None;
+        deliver(&mut self.links, &mut error, f);
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Feeds a batch to the head (whose metrics count it in).
+    pub fn process_batch(&mut self, batch: Batch) -> Result<(), ChainError> {
+        self.links[0].metrics.records_in.fetch_add(batch.len() as u64, Relaxed);
+        self.run(|op, out| op.process_batch(batch, out))
+    }
+
+    /// Feeds a watermark to the head.
+    pub fn process_watermark(&mut self, watermark: i64) -> Result<(), ChainError> {
+        self.run(|op, out| op.process_watermark(watermark, out))
+    }
+
+    /// Finishes every link head first (each may still emit downstream), then sends
+    /// `End` through every gate.
+    pub fn finish(&mut self) -> Result<(), ChainError> {
+        for i in 0..self.links.len() {
+            let mut error = None;
+            deliver(&mut self.links[i..], &mut error, |op, out| op.finish(out));
+            if let Some(e) = error {
+                return Err(e);
+            }
+        }
+        self.end()
+    }
+
+    /// Sends `End` through every gate (also on failure paths, best effort).
+    pub fn end(&mut self) -> Result<(), ChainError> {
+        for link in &self.links {
+            for g in link.main_gates.iter().chain(link.side_gates.iter().flat_map(|(_, g)| g.iter())) {
+                g.broadcast(|| StreamElement::End)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends an idleness change through the head's gates and the chained links' gates.
+    pub fn idle(&mut self, idle: bool) -> Result<(), ChainError> {
+        for link in &self.links {
+            for g in &link.main_gates {
+                g.broadcast(|| StreamElement::Idle(idle))?;
+            }
+            if !link.chained {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+use crate::window::WindowCounters;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+/// Live figures of one subtask of one vertex. All counters only grow.
+#[derive(Debug)]
+pub struct SubtaskMetrics {
+    /// Events received.
+    pub records_in: AtomicU64,
+    /// Events emitted on the main output.
+    pub records_out: AtomicU64,
+    /// Events emitted on side outputs.
+    pub side_records_out: AtomicU64,
+    /// Side-output events with no consumer in the graph (counted, never silently lost).
+    pub unrouted_side_records: AtomicU64,
+    /// The subtask's current watermark, ms (`i64::MIN` before the first).
+    pub watermark: AtomicI64,
+    /// Nanoseconds spent waiting for a full downstream channel (backpressure).
+    pub backpressured_ns: AtomicU64,
+}
+
+impl Default for SubtaskMetrics {
+    fn default() -> Self {
+        SubtaskMetrics {
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            side_records_out: AtomicU64::new(0),
+            unrouted_side_records: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+            backpressured_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Live figures of one vertex.
+#[derive(Debug)]
+pub struct VertexMetrics {
+    /// The vertex id.
+    pub id: String,
+    /// `source`, `operator`, `window` or `sink`.
+    pub kind: &'static str,
+    /// One entry per subtask.
+    pub subtasks: Vec<Arc<SubtaskMetrics>>,
+    /// For windows: one entry per subtask.
+    pub windows: Vec<Arc<WindowCounters>>,
+}
+
+impl VertexMetrics {
+    /// Sum of `f` over the subtasks.
+    pub fn sum(&self, f: impl Fn(&SubtaskMetrics) -> &AtomicU64) -> u64 {
+        self.subtasks.iter().map(|s| f(s).load(Relaxed)).sum()
+    }
+
+    /// Sum of `f` over the window counters.
+    pub fn window_sum(&self, f: impl Fn(&WindowCounters) -> &AtomicU64) -> u64 {
+        self.windows.iter().map(|s| f(s).load(Relaxed)).sum()
+    }
+
+    /// The lowest watermark over the subtasks (the vertex's event-time progress).
+    pub fn watermark(&self) -> i64 {
+        self.subtasks.iter().map(|s| s.watermark.load(Relaxed)).min().unwrap_or(i64::MIN)
+    }
+}
+
+/// Live figures of a running job, shared with whoever watches it (the CLI's progress
+/// line, later the REST API).
+#[derive(Debug)]
+pub struct JobMetrics {
+    /// One entry per vertex, in job-graph order.
+    pub vertices: Vec<VertexMetrics>,
+    /// When the job started.
+    pub started: Instant,
+}
+
+impl JobMetrics {
+    /// The vertex called `id`.
+    pub fn vertex(&self, id: &str) -> Option<&VertexMetrics> {
+        self.vertices.iter().find(|v| v.id == id)
+    }
+}

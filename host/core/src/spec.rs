@@ -1,0 +1,641 @@
+//! Job specs: a job graph written as YAML or JSON (see `docs/job-spec.md`), parsed with
+//! errors that name the field and what is wrong, and turned into a [`JobGraph`].
+//!
+//! Connector and operator options are passed through as JSON to a [`Resolver`] (the
+//! CLI's uses `sluice-connectors` and `sluice-wasm`), which reports its own errors with
+//! the field path it is given.
+
+use crate::connector::{ConnectorError, SinkFactory, SourceFactory};
+use crate::format::{PackedField, PackedSchema, ValueFormat};
+use crate::graph::{ExecutionConfig, Input, JobGraph, OperatorFactory, Partitioning, Vertex, VertexKind};
+use crate::time::WatermarkStrategy;
+use crate::window::{AggregateFn, AggregateSpec, WindowAssigner};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A spec that cannot be read or does not describe a valid job. The message starts with
+/// the field path (`windows[0].window.size`) where there is one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+/// A duration in a spec: a string with a unit (`30m`, `1h 30m`, `500ms`, as `humantime`
+/// reads them) or a whole number of milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationMs(pub i64);
+
+impl<'de> Deserialize<'de> for DurationMs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Ms(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a duration such as \"30m\", \"2h\", \"500ms\" or a number of milliseconds")
+        })? {
+            Raw::Ms(ms) if ms >= 0 => Ok(DurationMs(ms)),
+            Raw::Ms(ms) => Err(serde::de::Error::custom(format!("duration {ms} is negative"))),
+            Raw::Text(s) => humantime::parse_duration(&s)
+                .map(|d| DurationMs(d.as_millis() as i64))
+                .map_err(|e| serde::de::Error::custom(format!("invalid duration \"{s}\": {e}"))),
+        }
+    }
+}
+
+/// One input or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Inputs {
+    /// `input: a`
+    One(String),
+    /// `input: [a, b]`
+    Many(Vec<String>),
+}
+
+impl Inputs {
+    fn list(&self) -> Vec<&str> {
+        match self {
+            Inputs::One(s) => vec![s.as_str()],
+            Inputs::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Top level of a job spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The job's name.
+    pub name: String,
+    /// Default parallelism of windows (and of operators and sinks that set none and
+    /// cannot chain to their input). Default 1.
+    #[serde(default = "one")]
+    pub parallelism: usize,
+    /// Number of key groups. Default 128.
+    #[serde(default = "default_max_parallelism")]
+    pub max_parallelism: usize,
+    /// Most events per source batch. Default 1024.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Batches buffered per channel input before backpressure. Default 8.
+    #[serde(default = "default_channel_capacity")]
+    pub channel_capacity: usize,
+    /// Sources.
+    pub sources: Vec<SourceSpec>,
+    /// User operators (WASM components).
+    #[serde(default)]
+    pub operators: Vec<OperatorSpec>,
+    /// Windows.
+    #[serde(default)]
+    pub windows: Vec<WindowSpec>,
+    /// Sinks.
+    pub sinks: Vec<SinkSpec>,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_max_parallelism() -> usize {
+    crate::keygroup::DEFAULT_MAX_PARALLELISM
+}
+fn default_batch_size() -> usize {
+    1024
+}
+fn default_channel_capacity() -> usize {
+    8
+}
+
+/// Watermark strategy of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkSpec {
+    /// Bounded out-of-orderness.
+    pub max_out_of_orderness: DurationMs,
+    /// Idleness timeout (processing time); absent: never idle.
+    #[serde(default)]
+    pub idleness: Option<DurationMs>,
+}
+
+/// A source: `id`, `connector`, `parallelism`, `watermarks`, and the connector's options.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceSpec {
+    /// Unique vertex id.
+    pub id: String,
+    /// `parquet`, `csv`, `jsonl`.
+    pub connector: String,
+    /// Subtasks (default 1).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Watermark strategy.
+    pub watermarks: WatermarkSpec,
+    /// Everything else: the connector's options.
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A user operator: a WASM component.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OperatorSpec {
+    /// Unique vertex id.
+    pub id: String,
+    /// Input vertex (or `vertex.side_output`).
+    pub input: Inputs,
+    /// Subtasks; default: the input's, so that it chains.
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Format of the values it emits; default: same as its input.
+    #[serde(default)]
+    pub output: Option<ValueFormatSpec>,
+    /// Everything else (`wasm`, `config`, `limits`): for the resolver.
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A value format: `{format: packed, fields: [{name, type}]}`, `{format: json}`,
+/// `{format: text}` or `{format: bytes}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "format", rename_all = "lowercase")]
+pub enum ValueFormatSpec {
+    /// Packed record.
+    Packed {
+        /// Fields in order.
+        fields: Vec<FieldSpec>,
+    },
+    /// JSON.
+    Json,
+    /// UTF-8 text.
+    Text,
+    /// Opaque bytes.
+    Bytes,
+}
+
+/// A packed field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// Name.
+    pub name: String,
+    /// `bool`, `i32`, `i64`, `f64`, `str`, `bytes`.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+impl ValueFormatSpec {
+    /// The format; errors name the bad field type.
+    pub fn to_format(&self) -> Result<ValueFormat, String> {
+        Ok(match self {
+            ValueFormatSpec::Packed { fields } => {
+                let mut out = Vec::new();
+                for (i, f) in fields.iter().enumerate() {
+                    let ty = sluice_packed::FieldType::parse(&f.ty).ok_or_else(|| {
+                        format!("fields[{i}].type: unknown type '{}' (bool, i32, i64, f64, str, bytes)", f.ty)
+                    })?;
+                    if out.iter().any(|o: &PackedField| o.name == f.name) {
+                        return Err(format!("fields[{i}].name: '{}' appears twice", f.name));
+                    }
+                    out.push(PackedField { name: f.name.clone(), ty });
+                }
+                ValueFormat::Packed(PackedSchema { fields: out })
+            }
+            ValueFormatSpec::Json => ValueFormat::Json,
+            ValueFormatSpec::Text => ValueFormat::Text,
+            ValueFormatSpec::Bytes => ValueFormat::Bytes,
+        })
+    }
+}
+
+/// Window kinds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+pub enum WindowKindSpec {
+    /// Tumbling windows of `size`.
+    Tumbling {
+        /// Length.
+        size: DurationMs,
+        /// Alignment offset (default 0).
+        #[serde(default)]
+        offset: Option<DurationMs>,
+    },
+    /// Sliding windows of `size` every `slide`.
+    Sliding {
+        /// Length.
+        size: DurationMs,
+        /// Distance between starts.
+        slide: DurationMs,
+        /// Alignment offset (default 0).
+        #[serde(default)]
+        offset: Option<DurationMs>,
+    },
+    /// Session windows closed by a `gap` of inactivity.
+    Session {
+        /// Inactivity gap.
+        gap: DurationMs,
+    },
+}
+
+/// A built-in aggregate: `{name, fn, field}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpecRaw {
+    /// Output name.
+    pub name: String,
+    /// `count`, `sum`, `min`, `max`, `avg`.
+    #[serde(rename = "fn")]
+    pub function: String,
+    /// Input field (not for count).
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+/// A keyed window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Unique vertex id.
+    pub id: String,
+    /// Input vertex (or `vertex.side_output`), or several.
+    pub input: Inputs,
+    /// What to key by: only `key` (the event key, set by an upstream operator) for now.
+    #[serde(default = "key_by_key")]
+    pub key_by: String,
+    /// The window assigner.
+    pub window: WindowKindSpec,
+    /// How long late events still update a fired window. Default 0.
+    #[serde(default)]
+    pub allowed_lateness: Option<DurationMs>,
+    /// Result columns.
+    pub aggregates: Vec<AggregateSpecRaw>,
+    /// Subtasks; default: the job's `parallelism`.
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+}
+
+fn key_by_key() -> String {
+    "key".into()
+}
+
+/// A sink: `id`, `input`, `connector`, `parallelism`, and the connector's options.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SinkSpec {
+    /// Unique vertex id.
+    pub id: String,
+    /// Input vertex (or `vertex.side_output`), or several.
+    pub input: Inputs,
+    /// `jsonl`, `stdout`.
+    pub connector: String,
+    /// Subtasks (default 1).
+    #[serde(default)]
+    pub parallelism: Option<usize>,
+    /// Everything else: the connector's options.
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Makes the factories a spec names; implemented by the CLI (and the server later).
+pub trait Resolver {
+    /// A source factory for `connector` with `options`; `field` is the spec path for errors.
+    fn source(&self, connector: &str, options: &serde_json::Value, spec_dir: &Path, field: &str)
+    -> Result<Arc<dyn SourceFactory>, ConnectorError>;
+    /// A sink factory.
+    fn sink(&self, connector: &str, options: &serde_json::Value, spec_dir: &Path, field: &str)
+    -> Result<Arc<dyn SinkFactory>, ConnectorError>;
+    /// A user operator factory from the operator's options (`wasm`, `config`, `limits`).
+    fn operator(&self, id: &str, options: &serde_json::Value, spec_dir: &Path, field: &str)
+    -> Result<Arc<dyn OperatorFactory>, SpecError>;
+}
+
+/// Overrides given on the command line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Replaces `parallelism` (and every window's).
+    pub parallelism: Option<usize>,
+    /// Replaces `batch_size`.
+    pub batch_size: Option<usize>,
+}
+
+/// A parsed spec and the directory relative paths resolve against.
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    /// The spec.
+    pub spec: JobSpec,
+    /// Directory of the spec file.
+    pub dir: PathBuf,
+}
+
+/// Reads a spec file (`.json` as JSON, anything else as YAML, which includes JSON).
+pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SpecError(format!("cannot read job spec {}: {e}", path.display())))?;
+    let spec = parse(&text).map_err(|e| SpecError(format!("{}: {e}", path.display())))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    Ok(LoadedSpec { spec, dir })
+}
+
+/// Parses spec text (YAML or JSON). Errors name the field path.
+pub fn parse(text: &str) -> Result<JobSpec, SpecError> {
+    let value: serde_json::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| SpecError(format!("not valid YAML or JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." {
+            SpecError(inner)
+        } else {
+            SpecError(format!("{path}: {inner}"))
+        }
+    })
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl JobSpec {
+    /// Builds the job graph: checks ids, inputs (existing, acyclic, side outputs that
+    /// exist), windows and aggregates, and asks `resolver` for the factories.
+    pub fn to_graph(&self, dir: &Path, resolver: &dyn Resolver, overrides: Overrides) -> Result<JobGraph, SpecError> {
+        let parallelism = overrides.parallelism.unwrap_or(self.parallelism);
+        let config = ExecutionConfig {
+            max_parallelism: self.max_parallelism,
+            batch_size: overrides.batch_size.unwrap_or(self.batch_size),
+            channel_capacity: self.channel_capacity,
+        };
+        for (name, v) in [
+            ("parallelism", parallelism),
+            ("max_parallelism", config.max_parallelism),
+            ("batch_size", config.batch_size),
+            ("channel_capacity", config.channel_capacity),
+        ] {
+            if v == 0 {
+                return Err(SpecError(format!("{name}: must be at least 1")));
+            }
+        }
+        if parallelism > config.max_parallelism {
+            return Err(SpecError(format!(
+                "parallelism: {parallelism} is more than max_parallelism ({})",
+                config.max_parallelism
+            )));
+        }
+        if self.sources.is_empty() {
+            return Err(SpecError("sources: a job needs at least one source".into()));
+        }
+        if self.sinks.is_empty() {
+            return Err(SpecError("sinks: a job needs at least one sink".into()));
+        }
+
+        // Every vertex with its field path and its input names.
+        struct Decl<'a> {
+            id: &'a str,
+            field: String,
+            inputs: Vec<&'a str>,
+        }
+        let mut decls: Vec<Decl> = Vec::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            decls.push(Decl { id: &s.id, field: format!("sources[{i}]"), inputs: vec![] });
+        }
+        for (i, o) in self.operators.iter().enumerate() {
+            decls.push(Decl { id: &o.id, field: format!("operators[{i}]"), inputs: o.input.list() });
+        }
+        for (i, w) in self.windows.iter().enumerate() {
+            decls.push(Decl { id: &w.id, field: format!("windows[{i}]"), inputs: w.input.list() });
+        }
+        for (i, s) in self.sinks.iter().enumerate() {
+            decls.push(Decl { id: &s.id, field: format!("sinks[{i}]"), inputs: s.input.list() });
+        }
+        let mut by_id: HashMap<&str, usize> = HashMap::new();
+        for (i, d) in decls.iter().enumerate() {
+            if !valid_id(d.id) {
+                return Err(SpecError(format!(
+                    "{}.id: '{}' is not a valid id (letters, digits, '-' and '_')",
+                    d.field, d.id
+                )));
+            }
+            if let Some(&j) = by_id.get(d.id) {
+                return Err(SpecError(format!("{}.id: '{}' is already the id of {}", d.field, d.id, decls[j].field)));
+            }
+            by_id.insert(d.id, i);
+        }
+        // Resolve inputs to (decl index, side output).
+        let n_sinks = self.sinks.len();
+        let first_sink = decls.len() - n_sinks;
+        let mut edges: Vec<Vec<(usize, Option<String>)>> = Vec::new();
+        for d in &decls {
+            let mut list = Vec::new();
+            if d.inputs.is_empty() && !d.field.starts_with("sources") {
+                return Err(SpecError(format!("{}.input: needs at least one input", d.field)));
+            }
+            for name in &d.inputs {
+                let (vertex, side) = match name.split_once('.') {
+                    Some((v, s)) => (v, Some(s.to_string())),
+                    None => (*name, None),
+                };
+                let Some(&up) = by_id.get(vertex) else {
+                    return Err(SpecError(format!(
+                        "{}.input: no vertex '{vertex}' (ids: {})",
+                        d.field,
+                        decls.iter().map(|d| d.id).collect::<Vec<_>>().join(", ")
+                    )));
+                };
+                if up >= first_sink {
+                    return Err(SpecError(format!("{}.input: '{vertex}' is a sink; sinks have no output", d.field)));
+                }
+                if let Some(side) = &side {
+                    let is_window = up >= self.sources.len() + self.operators.len();
+                    let is_operator = up >= self.sources.len() && !is_window;
+                    if !(is_operator || is_window && side == crate::window::LATE_OUTPUT) {
+                        return Err(SpecError(format!(
+                            "{}.input: '{vertex}' has no side output '{side}' (windows have 'late'; operators name their own)",
+                            d.field
+                        )));
+                    }
+                }
+                list.push((up, side));
+            }
+            edges.push(list);
+        }
+        // Topological order (Kahn); a cycle is an error naming its vertices.
+        let n = decls.len();
+        let mut indegree: Vec<usize> = edges.iter().map(Vec::len).collect();
+        let mut order = Vec::with_capacity(n);
+        let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).rev().collect();
+        while let Some(u) = ready.pop() {
+            order.push(u);
+            for (v, ins) in edges.iter().enumerate() {
+                for (up, _) in ins {
+                    if *up == u {
+                        indegree[v] -= 1;
+                        if indegree[v] == 0 {
+                            ready.push(v);
+                        }
+                    }
+                }
+            }
+        }
+        if order.len() < n {
+            let cyc: Vec<&str> = (0..n).filter(|&i| indegree[i] > 0).map(|i| decls[i].id).collect();
+            return Err(SpecError(format!("the graph has a cycle through: {}", cyc.join(", "))));
+        }
+        let mut position = vec![0; n];
+        for (pos, &d) in order.iter().enumerate() {
+            position[d] = pos;
+        }
+
+        // Build vertices in topological order.
+        let mut vertices: Vec<Vertex> = Vec::with_capacity(n);
+        for &d in &order {
+            let decl = &decls[d];
+            let field = &decl.field;
+            let inputs_of = |partitioning: Partitioning, p: usize, vertices: &[Vertex]| -> Vec<Input> {
+                edges[d]
+                    .iter()
+                    .map(|(up, side)| {
+                        let upv = &vertices[position[*up]];
+                        let part = if partitioning == Partitioning::Forward && (upv.parallelism != p || edges[d].len() > 1) {
+                            Partitioning::Rebalance
+                        } else {
+                            partitioning
+                        };
+                        Input { vertex: position[*up], side_output: side.clone(), partitioning: part }
+                    })
+                    .collect()
+            };
+            let first_input_parallelism =
+                |vertices: &[Vertex]| edges[d].first().map(|(up, _)| vertices[position[*up]].parallelism).unwrap_or(1);
+            let vertex = if d < self.sources.len() {
+                let s = &self.sources[d];
+                let factory = resolver
+                    .source(&s.connector, &serde_json::Value::Object(s.options.clone()), dir, field)
+                    .map_err(|e| SpecError(e.0))?;
+                let p = s.parallelism.unwrap_or(1);
+                if p > factory.max_parallelism() {
+                    return Err(SpecError(format!(
+                        "{field}.parallelism: {p} is more than this source can split into ({})",
+                        factory.max_parallelism()
+                    )));
+                }
+                Vertex {
+                    id: s.id.clone(),
+                    parallelism: p,
+                    kind: VertexKind::Source {
+                        factory,
+                        watermarks: WatermarkStrategy {
+                            max_out_of_orderness_ms: s.watermarks.max_out_of_orderness.0,
+                            idleness: s.watermarks.idleness.map(|d| Duration::from_millis(d.0 as u64)),
+                        },
+                    },
+                    inputs: vec![],
+                }
+            } else if d < self.sources.len() + self.operators.len() {
+                let o = &self.operators[d - self.sources.len()];
+                let factory = resolver.operator(&o.id, &serde_json::Value::Object(o.options.clone()), dir, field)?;
+                let p = o.parallelism.unwrap_or_else(|| first_input_parallelism(&vertices));
+                let output_format = o
+                    .output
+                    .as_ref()
+                    .map(|f| f.to_format().map_err(|e| SpecError(format!("{field}.output.{e}"))))
+                    .transpose()?;
+                Vertex {
+                    id: o.id.clone(),
+                    parallelism: p,
+                    kind: VertexKind::Operator { factory, output_format },
+                    inputs: inputs_of(Partitioning::Forward, p, &vertices),
+                }
+            } else if d < first_sink {
+                let w = &self.windows[d - self.sources.len() - self.operators.len()];
+                if w.key_by != "key" {
+                    return Err(SpecError(format!(
+                        "{field}.key_by: only 'key' (the event key) is supported; set the key in an operator"
+                    )));
+                }
+                let assigner = match &w.window {
+                    WindowKindSpec::Tumbling { size, offset } => {
+                        positive(size, &format!("{field}.window.size"))?;
+                        WindowAssigner::Tumbling { size: size.0, offset: offset.map_or(0, |o| o.0) }
+                    }
+                    WindowKindSpec::Sliding { size, slide, offset } => {
+                        positive(size, &format!("{field}.window.size"))?;
+                        positive(slide, &format!("{field}.window.slide"))?;
+                        if slide.0 > size.0 {
+                            return Err(SpecError(format!("{field}.window.slide: larger than the size (events would be skipped)")));
+                        }
+                        WindowAssigner::Sliding { size: size.0, slide: slide.0, offset: offset.map_or(0, |o| o.0) }
+                    }
+                    WindowKindSpec::Session { gap } => {
+                        positive(gap, &format!("{field}.window.gap"))?;
+                        WindowAssigner::Session { gap: gap.0 }
+                    }
+                };
+                let mut aggregates = Vec::new();
+                for (i, a) in w.aggregates.iter().enumerate() {
+                    let function = AggregateFn::parse(&a.function).ok_or_else(|| {
+                        SpecError(format!(
+                            "{field}.aggregates[{i}].fn: unknown function '{}' (count, sum, min, max, avg)",
+                            a.function
+                        ))
+                    })?;
+                    aggregates.push(AggregateSpec { name: a.name.clone(), function, field: a.field.clone() });
+                }
+                if aggregates.is_empty() {
+                    return Err(SpecError(format!("{field}.aggregates: give at least one aggregate")));
+                }
+                let p = w.parallelism.unwrap_or(parallelism);
+                Vertex {
+                    id: w.id.clone(),
+                    parallelism: p,
+                    kind: VertexKind::Window {
+                        assigner,
+                        allowed_lateness: w.allowed_lateness.map_or(0, |l| l.0),
+                        aggregates,
+                    },
+                    inputs: inputs_of(Partitioning::KeyBy, p, &vertices),
+                }
+            } else {
+                let s = &self.sinks[d - first_sink];
+                let factory = resolver
+                    .sink(&s.connector, &serde_json::Value::Object(s.options.clone()), dir, field)
+                    .map_err(|e| SpecError(e.0))?;
+                let p = s.parallelism.unwrap_or(1);
+                Vertex {
+                    id: s.id.clone(),
+                    parallelism: p,
+                    kind: VertexKind::Sink { factory },
+                    inputs: inputs_of(Partitioning::Forward, p, &vertices),
+                }
+            };
+            if vertex.parallelism == 0 || vertex.parallelism > config.max_parallelism {
+                return Err(SpecError(format!(
+                    "{field}.parallelism: {} is not within 1..={} (max_parallelism)",
+                    vertex.parallelism, config.max_parallelism
+                )));
+            }
+            vertices.push(vertex);
+        }
+        let graph = JobGraph { name: self.name.clone(), vertices, config };
+        graph.validate().map_err(|e| SpecError(e.0))?;
+        // Check aggregates against the input formats now, to name the field.
+        let formats = graph.output_formats();
+        for v in &graph.vertices {
+            if let VertexKind::Window { aggregates, .. } = &v.kind {
+                let format = graph.input_format(&formats, &v.inputs[0]);
+                crate::window::Aggregates::new(aggregates.clone(), &format).map_err(|e| {
+                    let i = decls.iter().position(|d| d.id == v.id).expect("declared");
+                    SpecError(format!("{}.aggregates: {e}", decls[i].field))
+                })?;
+            }
+        }
+        Ok(graph)
+    }
+}
+
+fn positive(d: &DurationMs, field: &str) -> Result<(), SpecError> {
+    if d.0 <= 0 {
+        return Err(SpecError(format!("{field}: must be longer than 0")));
+    }
+    Ok(())
+}
