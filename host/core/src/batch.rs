@@ -187,7 +187,16 @@ impl Batch {
     /// Takes the batch apart into `(timestamps, key_offsets, key_data, value_offsets,
     /// value_data, marks)`, without copying.
     #[allow(clippy::type_complexity)]
-    pub fn into_columns(self) -> (Vec<i64>, Vec<u32>, Vec<u8>, Vec<u32>, Vec<u8>, Vec<WatermarkMark>) {
+    pub fn into_columns(
+        self,
+    ) -> (
+        Vec<i64>,
+        Vec<u32>,
+        Vec<u8>,
+        Vec<u32>,
+        Vec<u8>,
+        Vec<WatermarkMark>,
+    ) {
         (
             self.timestamps,
             self.key_offsets,
@@ -333,7 +342,10 @@ fn check_offsets(name: &str, offsets: &[u32], n: usize, data_len: usize) -> Resu
         )));
     }
     if offsets[0] != 0 {
-        return Err(BatchError(format!("{name} offsets start at {}, not 0", offsets[0])));
+        return Err(BatchError(format!(
+            "{name} offsets start at {}, not 0",
+            offsets[0]
+        )));
     }
     if let Some(i) = offsets.windows(2).position(|w| w[1] < w[0]) {
         return Err(BatchError(format!("{name} offsets decrease at event {i}")));
@@ -357,7 +369,14 @@ mod tests {
         b.push(5, b"k1", b"v1");
         b.push(7, b"", b"value2");
         assert_eq!(b.len(), 2);
-        assert_eq!(b.get(0), EventRef { timestamp: 5, key: b"k1", value: b"v1" });
+        assert_eq!(
+            b.get(0),
+            EventRef {
+                timestamp: 5,
+                key: b"k1",
+                value: b"v1"
+            }
+        );
         assert_eq!(b.key(1), b"");
         assert_eq!(b.value(1), b"value2");
         let c = Batch::from_columns(
@@ -375,7 +394,10 @@ mod tests {
     fn from_columns_rejects_broken_offsets() {
         assert!(Batch::from_columns(vec![1], vec![0], vec![], vec![0, 0], vec![]).is_err());
         assert!(Batch::from_columns(vec![1], vec![1, 1], vec![0], vec![0, 0], vec![]).is_err());
-        assert!(Batch::from_columns(vec![1, 2], vec![0, 2, 1], vec![0, 0], vec![0, 0, 0], vec![]).is_err());
+        assert!(
+            Batch::from_columns(vec![1, 2], vec![0, 2, 1], vec![0, 0], vec![0, 0, 0], vec![])
+                .is_err()
+        );
         assert!(Batch::from_columns(vec![1], vec![0, 3], vec![0], vec![0, 0], vec![]).is_err());
     }
 
@@ -389,7 +411,16 @@ mod tests {
         b.push_watermark(20);
         assert_eq!(
             b.marks(),
-            &[WatermarkMark { row: 0, watermark: 12 }, WatermarkMark { row: 1, watermark: 20 }]
+            &[
+                WatermarkMark {
+                    row: 0,
+                    watermark: 12
+                },
+                WatermarkMark {
+                    row: 1,
+                    watermark: 20
+                }
+            ]
         );
     }
 
@@ -397,9 +428,18 @@ mod tests {
     fn remap_marks_through_a_filter_and_a_flat_map() {
         // Input rows 0..5 with marks before rows 1, 3 and after the end (5).
         let input = [
-            WatermarkMark { row: 1, watermark: 100 },
-            WatermarkMark { row: 3, watermark: 300 },
-            WatermarkMark { row: 5, watermark: 500 },
+            WatermarkMark {
+                row: 1,
+                watermark: 100,
+            },
+            WatermarkMark {
+                row: 3,
+                watermark: 300,
+            },
+            WatermarkMark {
+                row: 5,
+                watermark: 500,
+            },
         ];
         // Output: row 0 twice, row 3, row 4 (rows 1 and 2 filtered out).
         let mut out = Batch::new();
@@ -411,7 +451,16 @@ mod tests {
         // higher wins. The end mark stays at the end.
         assert_eq!(
             out.marks(),
-            &[WatermarkMark { row: 2, watermark: 300 }, WatermarkMark { row: 4, watermark: 500 }]
+            &[
+                WatermarkMark {
+                    row: 2,
+                    watermark: 300
+                },
+                WatermarkMark {
+                    row: 4,
+                    watermark: 500
+                }
+            ]
         );
         assert!(out.remap_marks_from(&input, &[0, 1, 0, 2], 5).is_err());
         assert!(out.remap_marks_from(&input, &[0, 1, 2, 5], 5).is_err());

@@ -25,7 +25,11 @@ pub enum SourcePoll {
 pub trait SourceReader: Send {
     /// Appends up to `max_events` events to `batch`, each with its event time.
     /// Errors name the input and the position (file and row, say) and what was wrong.
-    fn poll_batch(&mut self, batch: &mut Batch, max_events: usize) -> Result<SourcePoll, ConnectorError>;
+    fn poll_batch(
+        &mut self,
+        batch: &mut Batch,
+        max_events: usize,
+    ) -> Result<SourcePoll, ConnectorError>;
 }
 
 /// Creates the readers of a source vertex, one per subtask.
@@ -35,7 +39,11 @@ pub trait SourceFactory: Send + Sync {
     /// The most subtasks that can share the input (1 for a single ordered file).
     fn max_parallelism(&self) -> usize;
     /// The reader for `subtask` of `parallelism`.
-    fn create_reader(&self, subtask: usize, parallelism: usize) -> Result<Box<dyn SourceReader>, ConnectorError>;
+    fn create_reader(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<Box<dyn SourceReader>, ConnectorError>;
 }
 
 /// Writes one sink subtask's events.
@@ -49,7 +57,12 @@ pub trait Sink: Send {
 /// Creates the writers of a sink vertex, one per subtask.
 pub trait SinkFactory: Send + Sync {
     /// The writer for `subtask` of `parallelism`, for values of `format`.
-    fn create_sink(&self, subtask: usize, parallelism: usize, format: &ValueFormat) -> Result<Box<dyn Sink>, ConnectorError>;
+    fn create_sink(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+        format: &ValueFormat,
+    ) -> Result<Box<dyn Sink>, ConnectorError>;
     /// Where the output goes, for the run summary (a path, `stdout`).
     fn describe(&self) -> String;
 }

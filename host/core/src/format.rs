@@ -82,7 +82,12 @@ impl FieldAccessor {
                 let index = schema.index_of(name).ok_or_else(|| {
                     FieldError(format!(
                         "no field '{name}' in the packed value (fields: {})",
-                        schema.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                        schema
+                            .fields
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 })?;
                 let ty = schema.fields[index].ty;
@@ -110,7 +115,10 @@ impl FieldAccessor {
         match self {
             FieldAccessor::PackedFixed { offset, ty } => {
                 let mut r = Reader::new(value.get(*offset..).ok_or_else(|| {
-                    FieldError(format!("packed value of {} bytes is too short", value.len()))
+                    FieldError(format!(
+                        "packed value of {} bytes is too short",
+                        value.len()
+                    ))
                 })?);
                 r.number(*ty).map_err(|e| FieldError(e.to_string()))
             }
@@ -119,7 +127,8 @@ impl FieldAccessor {
                 for ty in &types[..*index] {
                     r.skip(*ty).map_err(|e| FieldError(e.to_string()))?;
                 }
-                r.number(types[*index]).map_err(|e| FieldError(e.to_string()))
+                r.number(types[*index])
+                    .map_err(|e| FieldError(e.to_string()))
             }
             FieldAccessor::JsonMember(name) => {
                 let v: serde_json::Value = serde_json::from_slice(value)
@@ -130,7 +139,9 @@ impl FieldAccessor {
                         None => Number::Float(n.as_f64().unwrap_or(f64::NAN)),
                     }),
                     Some(serde_json::Value::Bool(b)) => Ok(Number::Int(*b as i64)),
-                    Some(other) => Err(FieldError(format!("field '{name}' is not a number: {other}"))),
+                    Some(other) => Err(FieldError(format!(
+                        "field '{name}' is not a number: {other}"
+                    ))),
                     None => Err(FieldError(format!("value has no field '{name}'"))),
                 }
             }
@@ -152,7 +163,9 @@ impl ValueFormat {
                 }
             }
             ValueFormat::Json => match std::str::from_utf8(value) {
-                Ok(s) if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() => out.push_str(s),
+                Ok(s) if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() => {
+                    out.push_str(s)
+                }
                 _ => write_json_str(out, &String::from_utf8_lossy(value)),
             },
             ValueFormat::Text => write_json_str(out, &String::from_utf8_lossy(value)),
@@ -170,7 +183,11 @@ impl ValueFormat {
     }
 }
 
-fn render_packed(schema: &PackedSchema, value: &[u8], out: &mut String) -> Result<(), sluice_packed::PackedError> {
+fn render_packed(
+    schema: &PackedSchema,
+    value: &[u8],
+    out: &mut String,
+) -> Result<(), sluice_packed::PackedError> {
     let mut r = Reader::new(value);
     out.push('{');
     for (i, f) in schema.fields.iter().enumerate() {
@@ -218,9 +235,18 @@ mod tests {
     fn schema() -> PackedSchema {
         PackedSchema {
             fields: vec![
-                PackedField { name: "origin".into(), ty: FieldType::Str },
-                PackedField { name: "delay".into(), ty: FieldType::I32 },
-                PackedField { name: "ratio".into(), ty: FieldType::F64 },
+                PackedField {
+                    name: "origin".into(),
+                    ty: FieldType::Str,
+                },
+                PackedField {
+                    name: "delay".into(),
+                    ty: FieldType::I32,
+                },
+                PackedField {
+                    name: "ratio".into(),
+                    ty: FieldType::F64,
+                },
             ],
         }
     }
@@ -230,10 +256,21 @@ mod tests {
         let mut v = Vec::new();
         Writer::new(&mut v).str("ORD").i32(-5).f64(0.5);
         let f = ValueFormat::Packed(schema());
-        assert_eq!(FieldAccessor::new(&f, "delay").unwrap().read(&v).unwrap(), Number::Int(-5));
-        assert_eq!(FieldAccessor::new(&f, "ratio").unwrap().read(&v).unwrap(), Number::Float(0.5));
+        assert_eq!(
+            FieldAccessor::new(&f, "delay").unwrap().read(&v).unwrap(),
+            Number::Int(-5)
+        );
+        assert_eq!(
+            FieldAccessor::new(&f, "ratio").unwrap().read(&v).unwrap(),
+            Number::Float(0.5)
+        );
         assert!(FieldAccessor::new(&f, "origin").is_err());
-        assert!(FieldAccessor::new(&f, "nope").unwrap_err().0.contains("fields: origin, delay, ratio"));
+        assert!(
+            FieldAccessor::new(&f, "nope")
+                .unwrap_err()
+                .0
+                .contains("fields: origin, delay, ratio")
+        );
         let mut s = String::new();
         f.render_json(&v, &mut s);
         assert_eq!(s, r#"{"origin":"ORD","delay":-5,"ratio":0.5}"#);

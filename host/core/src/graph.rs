@@ -12,7 +12,11 @@ use std::sync::Arc;
 /// Creates the instances of a user operator vertex, one per subtask.
 pub trait OperatorFactory: Send + Sync {
     /// The operator for `subtask` of `parallelism`.
-    fn create(&self, subtask: usize, parallelism: usize) -> Result<Box<dyn Operator>, OperatorError>;
+    fn create(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<Box<dyn Operator>, OperatorError>;
 }
 
 /// How events move along an edge.
@@ -153,7 +157,11 @@ impl JobGraph {
                 return Err(GraphError(format!(
                     "vertex '{}': {}",
                     v.id,
-                    if is_source { "a source has no inputs" } else { "needs at least one input" }
+                    if is_source {
+                        "a source has no inputs"
+                    } else {
+                        "needs at least one input"
+                    }
                 )));
             }
             for input in &v.inputs {
@@ -165,7 +173,10 @@ impl JobGraph {
                 }
                 let up = &self.vertices[input.vertex];
                 if matches!(up.kind, VertexKind::Sink { .. }) {
-                    return Err(GraphError(format!("vertex '{}': reads from sink '{}'", v.id, up.id)));
+                    return Err(GraphError(format!(
+                        "vertex '{}': reads from sink '{}'",
+                        v.id, up.id
+                    )));
                 }
                 if input.partitioning == Partitioning::Forward && up.parallelism != v.parallelism {
                     return Err(GraphError(format!(
@@ -173,8 +184,13 @@ impl JobGraph {
                         v.id, up.id, up.parallelism, v.parallelism
                     )));
                 }
-                if matches!(v.kind, VertexKind::Window { .. }) && input.partitioning != Partitioning::KeyBy {
-                    return Err(GraphError(format!("window '{}': its input must be keyed (KeyBy)", v.id)));
+                if matches!(v.kind, VertexKind::Window { .. })
+                    && input.partitioning != Partitioning::KeyBy
+                {
+                    return Err(GraphError(format!(
+                        "window '{}': its input must be keyed (KeyBy)",
+                        v.id
+                    )));
                 }
             }
         }
@@ -189,7 +205,9 @@ impl JobGraph {
             let input_format = v.inputs.first().and_then(|i| formats[i.vertex].clone());
             formats.push(match &v.kind {
                 VertexKind::Source { factory, .. } => Some(factory.value_format()),
-                VertexKind::Operator { output_format, .. } => output_format.clone().or(input_format),
+                VertexKind::Operator { output_format, .. } => {
+                    output_format.clone().or(input_format)
+                }
                 VertexKind::Window { .. } => Some(ValueFormat::Json),
                 VertexKind::Sink { .. } => None,
             });

@@ -16,12 +16,20 @@ pub fn key_group(key: &[u8], max_parallelism: usize) -> usize {
 /// max_parallelism` (Flink's `computeOperatorIndexForKeyGroup`), so each subtask gets a
 /// contiguous range.
 #[inline]
-pub fn subtask_for_key_group(key_group: usize, parallelism: usize, max_parallelism: usize) -> usize {
+pub fn subtask_for_key_group(
+    key_group: usize,
+    parallelism: usize,
+    max_parallelism: usize,
+) -> usize {
     key_group * parallelism / max_parallelism
 }
 
 /// The key groups owned by `subtask`: `start..end`.
-pub fn key_group_range(subtask: usize, parallelism: usize, max_parallelism: usize) -> std::ops::Range<usize> {
+pub fn key_group_range(
+    subtask: usize,
+    parallelism: usize,
+    max_parallelism: usize,
+) -> std::ops::Range<usize> {
     let start = (subtask * max_parallelism).div_ceil(parallelism);
     let end = ((subtask + 1) * max_parallelism).div_ceil(parallelism);
     start..end
@@ -40,7 +48,11 @@ mod tests {
                     let r = key_group_range(s, p, max);
                     assert_eq!(r.start, next);
                     for kg in r.clone() {
-                        assert_eq!(subtask_for_key_group(kg, p, max), s, "max {max} p {p} kg {kg}");
+                        assert_eq!(
+                            subtask_for_key_group(kg, p, max),
+                            s,
+                            "max {max} p {p} kg {kg}"
+                        );
                     }
                     next = r.end;
                 }

@@ -74,10 +74,15 @@ pub trait Operator: Send {
     fn open(&mut self, ctx: &OperatorContext) -> Result<(), OperatorError>;
 
     /// Processes one batch, emitting results to `out`.
-    fn process_batch(&mut self, batch: Batch, out: &mut dyn Collector) -> Result<(), OperatorError>;
+    fn process_batch(&mut self, batch: Batch, out: &mut dyn Collector)
+    -> Result<(), OperatorError>;
 
     /// Handles a watermark that arrives between batches.
-    fn process_watermark(&mut self, watermark: i64, out: &mut dyn Collector) -> Result<(), OperatorError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
         out.collect_watermark(watermark);
         Ok(())
     }

@@ -7,7 +7,9 @@
 
 use crate::connector::{ConnectorError, SinkFactory, SourceFactory};
 use crate::format::{PackedField, PackedSchema, ValueFormat};
-use crate::graph::{ExecutionConfig, Input, JobGraph, OperatorFactory, Partitioning, Vertex, VertexKind};
+use crate::graph::{
+    ExecutionConfig, Input, JobGraph, OperatorFactory, Partitioning, Vertex, VertexKind,
+};
 use crate::time::WatermarkStrategy;
 use crate::window::{AggregateFn, AggregateSpec, WindowAssigner};
 use serde::Deserialize;
@@ -193,12 +195,18 @@ impl ValueFormatSpec {
                 let mut out = Vec::new();
                 for (i, f) in fields.iter().enumerate() {
                     let ty = sluice_packed::FieldType::parse(&f.ty).ok_or_else(|| {
-                        format!("fields[{i}].type: unknown type '{}' (bool, i32, i64, f64, str, bytes)", f.ty)
+                        format!(
+                            "fields[{i}].type: unknown type '{}' (bool, i32, i64, f64, str, bytes)",
+                            f.ty
+                        )
                     })?;
                     if out.iter().any(|o: &PackedField| o.name == f.name) {
                         return Err(format!("fields[{i}].name: '{}' appears twice", f.name));
                     }
-                    out.push(PackedField { name: f.name.clone(), ty });
+                    out.push(PackedField {
+                        name: f.name.clone(),
+                        ty,
+                    });
                 }
                 ValueFormat::Packed(PackedSchema { fields: out })
             }
@@ -209,33 +217,91 @@ impl ValueFormatSpec {
     }
 }
 
-/// Window kinds.
+/// The window assigner: `{type: tumbling, size, offset}`, `{type: sliding, size, slide,
+/// offset}` or `{type: session, gap}`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
-pub enum WindowKindSpec {
-    /// Tumbling windows of `size`.
-    Tumbling {
-        /// Length.
-        size: DurationMs,
-        /// Alignment offset (default 0).
-        #[serde(default)]
-        offset: Option<DurationMs>,
-    },
-    /// Sliding windows of `size` every `slide`.
-    Sliding {
-        /// Length.
-        size: DurationMs,
-        /// Distance between starts.
-        slide: DurationMs,
-        /// Alignment offset (default 0).
-        #[serde(default)]
-        offset: Option<DurationMs>,
-    },
-    /// Session windows closed by a `gap` of inactivity.
-    Session {
-        /// Inactivity gap.
-        gap: DurationMs,
-    },
+#[serde(deny_unknown_fields)]
+pub struct WindowKindSpec {
+    /// `tumbling`, `sliding` or `session`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Window length (tumbling, sliding).
+    #[serde(default)]
+    pub size: Option<DurationMs>,
+    /// Distance between window starts (sliding).
+    #[serde(default)]
+    pub slide: Option<DurationMs>,
+    /// Alignment offset (tumbling, sliding); default 0.
+    #[serde(default)]
+    pub offset: Option<DurationMs>,
+    /// Inactivity gap (session).
+    #[serde(default)]
+    pub gap: Option<DurationMs>,
+}
+
+impl WindowKindSpec {
+    /// The assigner; errors name the field (`<field>.size`) and what is wrong.
+    pub fn to_assigner(&self, field: &str) -> Result<WindowAssigner, SpecError> {
+        let need = |name: &str, v: Option<DurationMs>| -> Result<i64, SpecError> {
+            match v {
+                None => Err(SpecError(format!(
+                    "{field}.{name}: missing (a {} window needs it)",
+                    self.kind
+                ))),
+                Some(d) if d.0 <= 0 => {
+                    Err(SpecError(format!("{field}.{name}: must be longer than 0")))
+                }
+                Some(d) => Ok(d.0),
+            }
+        };
+        let unused = |name: &str, v: Option<DurationMs>| -> Result<(), SpecError> {
+            match v {
+                Some(_) => Err(SpecError(format!(
+                    "{field}.{name}: a {} window has no {name}",
+                    self.kind
+                ))),
+                None => Ok(()),
+            }
+        };
+        let offset = self.offset.map_or(0, |o| o.0);
+        Ok(match self.kind.as_str() {
+            "tumbling" => {
+                unused("slide", self.slide)?;
+                unused("gap", self.gap)?;
+                WindowAssigner::Tumbling {
+                    size: need("size", self.size)?,
+                    offset,
+                }
+            }
+            "sliding" => {
+                unused("gap", self.gap)?;
+                let (size, slide) = (need("size", self.size)?, need("slide", self.slide)?);
+                if slide > size {
+                    return Err(SpecError(format!(
+                        "{field}.slide: larger than the size (events would fall between windows)"
+                    )));
+                }
+                WindowAssigner::Sliding {
+                    size,
+                    slide,
+                    offset,
+                }
+            }
+            "session" => {
+                unused("size", self.size)?;
+                unused("slide", self.slide)?;
+                unused("offset", self.offset)?;
+                WindowAssigner::Session {
+                    gap: need("gap", self.gap)?,
+                }
+            }
+            other => {
+                return Err(SpecError(format!(
+                    "{field}.type: unknown window type '{other}' (tumbling, sliding, session)"
+                )));
+            }
+        })
+    }
 }
 
 /// A built-in aggregate: `{name, fn, field}`.
@@ -299,14 +365,29 @@ pub struct SinkSpec {
 /// Makes the factories a spec names; implemented by the CLI (and the server later).
 pub trait Resolver {
     /// A source factory for `connector` with `options`; `field` is the spec path for errors.
-    fn source(&self, connector: &str, options: &serde_json::Value, spec_dir: &Path, field: &str)
-    -> Result<Arc<dyn SourceFactory>, ConnectorError>;
+    fn source(
+        &self,
+        connector: &str,
+        options: &serde_json::Value,
+        spec_dir: &Path,
+        field: &str,
+    ) -> Result<Arc<dyn SourceFactory>, ConnectorError>;
     /// A sink factory.
-    fn sink(&self, connector: &str, options: &serde_json::Value, spec_dir: &Path, field: &str)
-    -> Result<Arc<dyn SinkFactory>, ConnectorError>;
+    fn sink(
+        &self,
+        connector: &str,
+        options: &serde_json::Value,
+        spec_dir: &Path,
+        field: &str,
+    ) -> Result<Arc<dyn SinkFactory>, ConnectorError>;
     /// A user operator factory from the operator's options (`wasm`, `config`, `limits`).
-    fn operator(&self, id: &str, options: &serde_json::Value, spec_dir: &Path, field: &str)
-    -> Result<Arc<dyn OperatorFactory>, SpecError>;
+    fn operator(
+        &self,
+        id: &str,
+        options: &serde_json::Value,
+        spec_dir: &Path,
+        field: &str,
+    ) -> Result<Arc<dyn OperatorFactory>, SpecError>;
 }
 
 /// Overrides given on the command line.
@@ -333,14 +414,18 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
         .map_err(|e| SpecError(format!("cannot read job spec {}: {e}", path.display())))?;
     let spec = parse(&text).map_err(|e| SpecError(format!("{}: {e}", path.display())))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
     Ok(LoadedSpec { spec, dir })
 }
 
 /// Parses spec text (YAML or JSON). Errors name the field path.
 pub fn parse(text: &str) -> Result<JobSpec, SpecError> {
-    let value: serde_json::Value =
-        serde_yaml_ng::from_str(text).map_err(|e| SpecError(format!("not valid YAML or JSON: {e}")))?;
+    let value: serde_json::Value = serde_yaml_ng::from_str(text)
+        .map_err(|e| SpecError(format!("not valid YAML or JSON: {e}")))?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -353,13 +438,21 @@ pub fn parse(text: &str) -> Result<JobSpec, SpecError> {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl JobSpec {
     /// Builds the job graph: checks ids, inputs (existing, acyclic, side outputs that
     /// exist), windows and aggregates, and asks `resolver` for the factories.
-    pub fn to_graph(&self, dir: &Path, resolver: &dyn Resolver, overrides: Overrides) -> Result<JobGraph, SpecError> {
+    pub fn to_graph(
+        &self,
+        dir: &Path,
+        resolver: &dyn Resolver,
+        overrides: Overrides,
+    ) -> Result<JobGraph, SpecError> {
         let parallelism = overrides.parallelism.unwrap_or(self.parallelism);
         let config = ExecutionConfig {
             max_parallelism: self.max_parallelism,
@@ -397,16 +490,32 @@ impl JobSpec {
         }
         let mut decls: Vec<Decl> = Vec::new();
         for (i, s) in self.sources.iter().enumerate() {
-            decls.push(Decl { id: &s.id, field: format!("sources[{i}]"), inputs: vec![] });
+            decls.push(Decl {
+                id: &s.id,
+                field: format!("sources[{i}]"),
+                inputs: vec![],
+            });
         }
         for (i, o) in self.operators.iter().enumerate() {
-            decls.push(Decl { id: &o.id, field: format!("operators[{i}]"), inputs: o.input.list() });
+            decls.push(Decl {
+                id: &o.id,
+                field: format!("operators[{i}]"),
+                inputs: o.input.list(),
+            });
         }
         for (i, w) in self.windows.iter().enumerate() {
-            decls.push(Decl { id: &w.id, field: format!("windows[{i}]"), inputs: w.input.list() });
+            decls.push(Decl {
+                id: &w.id,
+                field: format!("windows[{i}]"),
+                inputs: w.input.list(),
+            });
         }
         for (i, s) in self.sinks.iter().enumerate() {
-            decls.push(Decl { id: &s.id, field: format!("sinks[{i}]"), inputs: s.input.list() });
+            decls.push(Decl {
+                id: &s.id,
+                field: format!("sinks[{i}]"),
+                inputs: s.input.list(),
+            });
         }
         let mut by_id: HashMap<&str, usize> = HashMap::new();
         for (i, d) in decls.iter().enumerate() {
@@ -417,7 +526,10 @@ impl JobSpec {
                 )));
             }
             if let Some(&j) = by_id.get(d.id) {
-                return Err(SpecError(format!("{}.id: '{}' is already the id of {}", d.field, d.id, decls[j].field)));
+                return Err(SpecError(format!(
+                    "{}.id: '{}' is already the id of {}",
+                    d.field, d.id, decls[j].field
+                )));
             }
             by_id.insert(d.id, i);
         }
@@ -428,7 +540,10 @@ impl JobSpec {
         for d in &decls {
             let mut list = Vec::new();
             if d.inputs.is_empty() && !d.field.starts_with("sources") {
-                return Err(SpecError(format!("{}.input: needs at least one input", d.field)));
+                return Err(SpecError(format!(
+                    "{}.input: needs at least one input",
+                    d.field
+                )));
             }
             for name in &d.inputs {
                 let (vertex, side) = match name.split_once('.') {
@@ -443,7 +558,10 @@ impl JobSpec {
                     )));
                 };
                 if up >= first_sink {
-                    return Err(SpecError(format!("{}.input: '{vertex}' is a sink; sinks have no output", d.field)));
+                    return Err(SpecError(format!(
+                        "{}.input: '{vertex}' is a sink; sinks have no output",
+                        d.field
+                    )));
                 }
                 if let Some(side) = &side {
                     let is_window = up >= self.sources.len() + self.operators.len();
@@ -463,23 +581,31 @@ impl JobSpec {
         let n = decls.len();
         let mut indegree: Vec<usize> = edges.iter().map(Vec::len).collect();
         let mut order = Vec::with_capacity(n);
-        let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).rev().collect();
-        while let Some(u) = ready.pop() {
+        // Always take the earliest-declared ready vertex, so the order follows the spec.
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..n).filter(|&i| indegree[i] == 0).collect();
+        while let Some(u) = ready.pop_first() {
             order.push(u);
             for (v, ins) in edges.iter().enumerate() {
                 for (up, _) in ins {
                     if *up == u {
                         indegree[v] -= 1;
                         if indegree[v] == 0 {
-                            ready.push(v);
+                            ready.insert(v);
                         }
                     }
                 }
             }
         }
         if order.len() < n {
-            let cyc: Vec<&str> = (0..n).filter(|&i| indegree[i] > 0).map(|i| decls[i].id).collect();
-            return Err(SpecError(format!("the graph has a cycle through: {}", cyc.join(", "))));
+            let cyc: Vec<&str> = (0..n)
+                .filter(|&i| indegree[i] > 0)
+                .map(|i| decls[i].id)
+                .collect();
+            return Err(SpecError(format!(
+                "the graph has a cycle through: {}",
+                cyc.join(", ")
+            )));
         }
         let mut position = vec![0; n];
         for (pos, &d) in order.iter().enumerate() {
@@ -491,26 +617,42 @@ impl JobSpec {
         for &d in &order {
             let decl = &decls[d];
             let field = &decl.field;
-            let inputs_of = |partitioning: Partitioning, p: usize, vertices: &[Vertex]| -> Vec<Input> {
+            let inputs_of =
+                |partitioning: Partitioning, p: usize, vertices: &[Vertex]| -> Vec<Input> {
+                    edges[d]
+                        .iter()
+                        .map(|(up, side)| {
+                            let upv = &vertices[position[*up]];
+                            let part = if partitioning == Partitioning::Forward
+                                && (upv.parallelism != p || edges[d].len() > 1)
+                            {
+                                Partitioning::Rebalance
+                            } else {
+                                partitioning
+                            };
+                            Input {
+                                vertex: position[*up],
+                                side_output: side.clone(),
+                                partitioning: part,
+                            }
+                        })
+                        .collect()
+                };
+            let first_input_parallelism = |vertices: &[Vertex]| {
                 edges[d]
-                    .iter()
-                    .map(|(up, side)| {
-                        let upv = &vertices[position[*up]];
-                        let part = if partitioning == Partitioning::Forward && (upv.parallelism != p || edges[d].len() > 1) {
-                            Partitioning::Rebalance
-                        } else {
-                            partitioning
-                        };
-                        Input { vertex: position[*up], side_output: side.clone(), partitioning: part }
-                    })
-                    .collect()
+                    .first()
+                    .map(|(up, _)| vertices[position[*up]].parallelism)
+                    .unwrap_or(1)
             };
-            let first_input_parallelism =
-                |vertices: &[Vertex]| edges[d].first().map(|(up, _)| vertices[position[*up]].parallelism).unwrap_or(1);
             let vertex = if d < self.sources.len() {
                 let s = &self.sources[d];
                 let factory = resolver
-                    .source(&s.connector, &serde_json::Value::Object(s.options.clone()), dir, field)
+                    .source(
+                        &s.connector,
+                        &serde_json::Value::Object(s.options.clone()),
+                        dir,
+                        field,
+                    )
                     .map_err(|e| SpecError(e.0))?;
                 let p = s.parallelism.unwrap_or(1);
                 if p > factory.max_parallelism() {
@@ -526,24 +668,40 @@ impl JobSpec {
                         factory,
                         watermarks: WatermarkStrategy {
                             max_out_of_orderness_ms: s.watermarks.max_out_of_orderness.0,
-                            idleness: s.watermarks.idleness.map(|d| Duration::from_millis(d.0 as u64)),
+                            idleness: s
+                                .watermarks
+                                .idleness
+                                .map(|d| Duration::from_millis(d.0 as u64)),
                         },
                     },
                     inputs: vec![],
                 }
             } else if d < self.sources.len() + self.operators.len() {
                 let o = &self.operators[d - self.sources.len()];
-                let factory = resolver.operator(&o.id, &serde_json::Value::Object(o.options.clone()), dir, field)?;
-                let p = o.parallelism.unwrap_or_else(|| first_input_parallelism(&vertices));
+                let factory = resolver.operator(
+                    &o.id,
+                    &serde_json::Value::Object(o.options.clone()),
+                    dir,
+                    field,
+                )?;
+                let p = o
+                    .parallelism
+                    .unwrap_or_else(|| first_input_parallelism(&vertices));
                 let output_format = o
                     .output
                     .as_ref()
-                    .map(|f| f.to_format().map_err(|e| SpecError(format!("{field}.output.{e}"))))
+                    .map(|f| {
+                        f.to_format()
+                            .map_err(|e| SpecError(format!("{field}.output.{e}")))
+                    })
                     .transpose()?;
                 Vertex {
                     id: o.id.clone(),
                     parallelism: p,
-                    kind: VertexKind::Operator { factory, output_format },
+                    kind: VertexKind::Operator {
+                        factory,
+                        output_format,
+                    },
                     inputs: inputs_of(Partitioning::Forward, p, &vertices),
                 }
             } else if d < first_sink {
@@ -553,24 +711,7 @@ impl JobSpec {
                         "{field}.key_by: only 'key' (the event key) is supported; set the key in an operator"
                     )));
                 }
-                let assigner = match &w.window {
-                    WindowKindSpec::Tumbling { size, offset } => {
-                        positive(size, &format!("{field}.window.size"))?;
-                        WindowAssigner::Tumbling { size: size.0, offset: offset.map_or(0, |o| o.0) }
-                    }
-                    WindowKindSpec::Sliding { size, slide, offset } => {
-                        positive(size, &format!("{field}.window.size"))?;
-                        positive(slide, &format!("{field}.window.slide"))?;
-                        if slide.0 > size.0 {
-                            return Err(SpecError(format!("{field}.window.slide: larger than the size (events would be skipped)")));
-                        }
-                        WindowAssigner::Sliding { size: size.0, slide: slide.0, offset: offset.map_or(0, |o| o.0) }
-                    }
-                    WindowKindSpec::Session { gap } => {
-                        positive(gap, &format!("{field}.window.gap"))?;
-                        WindowAssigner::Session { gap: gap.0 }
-                    }
-                };
+                let assigner = w.window.to_assigner(&format!("{field}.window"))?;
                 let mut aggregates = Vec::new();
                 for (i, a) in w.aggregates.iter().enumerate() {
                     let function = AggregateFn::parse(&a.function).ok_or_else(|| {
@@ -579,10 +720,16 @@ impl JobSpec {
                             a.function
                         ))
                     })?;
-                    aggregates.push(AggregateSpec { name: a.name.clone(), function, field: a.field.clone() });
+                    aggregates.push(AggregateSpec {
+                        name: a.name.clone(),
+                        function,
+                        field: a.field.clone(),
+                    });
                 }
                 if aggregates.is_empty() {
-                    return Err(SpecError(format!("{field}.aggregates: give at least one aggregate")));
+                    return Err(SpecError(format!(
+                        "{field}.aggregates: give at least one aggregate"
+                    )));
                 }
                 let p = w.parallelism.unwrap_or(parallelism);
                 Vertex {
@@ -598,7 +745,12 @@ impl JobSpec {
             } else {
                 let s = &self.sinks[d - first_sink];
                 let factory = resolver
-                    .sink(&s.connector, &serde_json::Value::Object(s.options.clone()), dir, field)
+                    .sink(
+                        &s.connector,
+                        &serde_json::Value::Object(s.options.clone()),
+                        dir,
+                        field,
+                    )
                     .map_err(|e| SpecError(e.0))?;
                 let p = s.parallelism.unwrap_or(1);
                 Vertex {
@@ -616,7 +768,11 @@ impl JobSpec {
             }
             vertices.push(vertex);
         }
-        let graph = JobGraph { name: self.name.clone(), vertices, config };
+        let graph = JobGraph {
+            name: self.name.clone(),
+            vertices,
+            config,
+        };
         graph.validate().map_err(|e| SpecError(e.0))?;
         // Check aggregates against the input formats now, to name the field.
         let formats = graph.output_formats();
@@ -631,11 +787,4 @@ impl JobSpec {
         }
         Ok(graph)
     }
-}
-
-fn positive(d: &DurationMs, field: &str) -> Result<(), SpecError> {
-    if d.0 <= 0 {
-        return Err(SpecError(format!("{field}: must be longer than 0")));
-    }
-    Ok(())
 }

@@ -157,7 +157,10 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader at the start of `record`.
     pub fn new(record: &'a [u8]) -> Self {
-        Reader { data: record, pos: 0 }
+        Reader {
+            data: record,
+            pos: 0,
+        }
     }
 
     /// Byte offset of the next field.
@@ -195,10 +198,14 @@ impl<'a> Reader<'a> {
     pub fn bytes(&mut self) -> Result<&'a [u8], PackedError> {
         let at = self.pos;
         let len = u32::from_le_bytes(self.take()?) as usize;
-        let end = self.pos.checked_add(len).filter(|&e| e <= self.data.len()).ok_or(PackedError {
-            offset: at,
-            reason: "length prefix runs past the end of the record",
-        })?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.data.len())
+            .ok_or(PackedError {
+                offset: at,
+                reason: "length prefix runs past the end of the record",
+            })?;
         let v = &self.data[self.pos..end];
         self.pos = end;
         Ok(v)

@@ -66,7 +66,9 @@ impl Collector for LinkOutput<'_> {
         if self.error.is_some() {
             return;
         }
-        self.metrics.records_out.fetch_add(batch.len() as u64, Relaxed);
+        self.metrics
+            .records_out
+            .fetch_add(batch.len() as u64, Relaxed);
         if let Some(wm) = batch.last_watermark() {
             self.metrics.watermark.store(wm, Relaxed);
         }
@@ -86,7 +88,9 @@ impl Collector for LinkOutput<'_> {
         if self.chained
             && let Some(batch) = batch
         {
-            deliver(self.rest, self.error, |op, out| op.process_batch(batch, out));
+            deliver(self.rest, self.error, |op, out| {
+                op.process_batch(batch, out)
+            });
         }
     }
 
@@ -123,7 +127,9 @@ impl Collector for LinkOutput<'_> {
             }
         }
         if self.chained {
-            deliver(self.rest, self.error, |op, out| op.process_watermark(watermark, out));
+            deliver(self.rest, self.error, |op, out| {
+                op.process_watermark(watermark, out)
+            });
         }
     }
 }
@@ -134,7 +140,9 @@ fn deliver(
     error: &mut Option<ChainError>,
     f: impl FnOnce(&mut dyn Operator, &mut dyn Collector) -> Result<(), OperatorError>,
 ) {
-    let Some((link, rest)) = links.split_first_mut() else { return };
+    let Some((link, rest)) = links.split_first_mut() else {
+        return;
+    };
     let mut out = LinkOutput {
         main_gates: &mut link.main_gates,
         side_gates: &mut link.side_gates,
@@ -155,7 +163,10 @@ pub struct Chain {
 }
 
 impl Chain {
-    fn run(&mut self, f: impl FnOnce(&mut dyn Operator, &mut dyn Collector) -> Result<(), OperatorError>) -> Result<(), ChainError> {
+    fn run(
+        &mut self,
+        f: impl FnOnce(&mut dyn Operator, &mut dyn Collector) -> Result<(), OperatorError>,
+    ) -> Result<(), ChainError> {
         let mut error = None;
         deliver(&mut self.links, &mut error, f);
         error.map_or(Ok(()), Err)
@@ -163,7 +174,10 @@ impl Chain {
 
     /// Feeds a batch to the head (whose metrics count it in).
     pub fn process_batch(&mut self, batch: Batch) -> Result<(), ChainError> {
-        self.links[0].metrics.records_in.fetch_add(batch.len() as u64, Relaxed);
+        self.links[0]
+            .metrics
+            .records_in
+            .fetch_add(batch.len() as u64, Relaxed);
         self.run(|op, out| op.process_batch(batch, out))
     }
 
@@ -188,7 +202,11 @@ impl Chain {
     /// Sends `End` through every gate (also on failure paths, best effort).
     pub fn end(&mut self) -> Result<(), ChainError> {
         for link in &self.links {
-            for g in link.main_gates.iter().chain(link.side_gates.iter().flat_map(|(_, g)| g.iter())) {
+            for g in link
+                .main_gates
+                .iter()
+                .chain(link.side_gates.iter().flat_map(|(_, g)| g.iter()))
+            {
                 g.broadcast(|| StreamElement::End)?;
             }
         }

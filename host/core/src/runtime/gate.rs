@@ -74,7 +74,9 @@ impl Gate {
             Err(TrySendError::Full(env)) => {
                 let t = Instant::now();
                 let r = self.senders[to].send(env).map_err(|_| Disconnected);
-                self.metrics.backpressured_ns.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+                self.metrics
+                    .backpressured_ns
+                    .fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
                 r
             }
         }
@@ -121,7 +123,9 @@ impl Gate {
                 let mut next_mark = 0;
                 for i in 0..batch.len() {
                     while next_mark < marks.len() && marks[next_mark].row as usize <= i {
-                        self.split.iter_mut().for_each(|p| p.push_watermark(marks[next_mark].watermark));
+                        self.split
+                            .iter_mut()
+                            .for_each(|p| p.push_watermark(marks[next_mark].watermark));
                         next_mark += 1;
                     }
                     let kg = key_group(batch.key(i), self.max_parallelism);
@@ -129,7 +133,9 @@ impl Gate {
                     self.split[to].push_from(&batch, i);
                 }
                 for m in &marks[next_mark..] {
-                    self.split.iter_mut().for_each(|p| p.push_watermark(m.watermark));
+                    self.split
+                        .iter_mut()
+                        .for_each(|p| p.push_watermark(m.watermark));
                 }
                 for to in 0..n {
                     let part = std::mem::take(&mut self.split[to]);

@@ -59,7 +59,11 @@ impl VertexMetrics {
 
     /// The lowest watermark over the subtasks (the vertex's event-time progress).
     pub fn watermark(&self) -> i64 {
-        self.subtasks.iter().map(|s| s.watermark.load(Relaxed)).min().unwrap_or(i64::MIN)
+        self.subtasks
+            .iter()
+            .map(|s| s.watermark.load(Relaxed))
+            .min()
+            .unwrap_or(i64::MIN)
     }
 }
 

@@ -81,10 +81,18 @@ impl RunningJob {
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                self.state.fail(JobError(format!("internal error: subtask {name} panicked: {msg}")));
+                self.state.fail(JobError(format!(
+                    "internal error: subtask {name} panicked: {msg}"
+                )));
             }
         }
-        match self.state.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        match self
+            .state
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -98,7 +106,11 @@ impl Operator for SourceHead {
     fn open(&mut self, _: &OperatorContext) -> Result<(), OperatorError> {
         Ok(())
     }
-    fn process_batch(&mut self, batch: Batch, out: &mut dyn Collector) -> Result<(), OperatorError> {
+    fn process_batch(
+        &mut self,
+        batch: Batch,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
         out.collect(batch);
         Ok(())
     }
@@ -260,7 +272,9 @@ pub fn start(graph: JobGraph) -> Result<RunningJob, JobError> {
                 let subtask_metrics = metrics.vertices[vi].subtasks[s].clone();
                 let operator: Box<dyn Operator> = match &v.kind {
                     VertexKind::Source { .. } => Box::new(SourceHead),
-                    VertexKind::Operator { factory, .. } => factory.create(s, p).map_err(|e| JobError(e.to_string()))?,
+                    VertexKind::Operator { factory, .. } => {
+                        factory.create(s, p).map_err(|e| JobError(e.to_string()))?
+                    }
                     VertexKind::Window {
                         assigner,
                         allowed_lateness,
@@ -276,9 +290,9 @@ pub fn start(graph: JobGraph) -> Result<RunningJob, JobError> {
                     VertexKind::Sink { factory } => {
                         let format = graph.input_format(&formats, &v.inputs[0]);
                         Box::new(SinkOperator {
-                            sink: factory
-                                .create_sink(s, p, &format)
-                                .map_err(|e| JobError(format!("sink '{}' (subtask {}/{p}): {e}", v.id, s + 1)))?,
+                            sink: factory.create_sink(s, p, &format).map_err(|e| {
+                                JobError(format!("sink '{}' (subtask {}/{p}): {e}", v.id, s + 1))
+                            })?,
                             context: String::new(),
                         })
                     }
@@ -288,10 +302,17 @@ pub fn start(graph: JobGraph) -> Result<RunningJob, JobError> {
                 let mut side_gates: Vec<(String, Vec<Gate>)> = Vec::new();
                 for (wi, w) in graph.vertices.iter().enumerate() {
                     for (ei, input) in w.inputs.iter().enumerate() {
-                        if input.vertex != vi || chain_next[vi] == Some(wi) && input.side_output.is_none() {
+                        if input.vertex != vi
+                            || chain_next[vi] == Some(wi) && input.side_output.is_none()
+                        {
                             continue;
                         }
-                        let index = input_offsets[wi][ei] + if input.partitioning == Partitioning::Forward { 0 } else { s as u32 };
+                        let index = input_offsets[wi][ei]
+                            + if input.partitioning == Partitioning::Forward {
+                                0
+                            } else {
+                                s as u32
+                            };
                         let gate = Gate::new(
                             input.partitioning,
                             senders[wi].clone(),
@@ -319,20 +340,35 @@ pub fn start(graph: JobGraph) -> Result<RunningJob, JobError> {
                 contexts.push(ctx);
             }
             for (link, ctx) in links.iter_mut().zip(&contexts) {
-                link.operator.open(ctx).map_err(|e| JobError(e.to_string()))?;
+                link.operator
+                    .open(ctx)
+                    .map_err(|e| JobError(e.to_string()))?;
             }
             let chain = Chain { links };
             let name = format!("{}-{}", graph.vertices[head].id, s);
             let st = state.clone();
             let handle = match &graph.vertices[head].kind {
-                VertexKind::Source { factory, watermarks } => {
-                    let reader = factory
-                        .create_reader(s, p)
-                        .map_err(|e| JobError(format!("source '{}' (subtask {}/{p}): {e}", graph.vertices[head].id, s + 1)))?;
-                    let ctx = format!("source '{}' (subtask {}/{p})", graph.vertices[head].id, s + 1);
+                VertexKind::Source {
+                    factory,
+                    watermarks,
+                } => {
+                    let reader = factory.create_reader(s, p).map_err(|e| {
+                        JobError(format!(
+                            "source '{}' (subtask {}/{p}): {e}",
+                            graph.vertices[head].id,
+                            s + 1
+                        ))
+                    })?;
+                    let ctx = format!(
+                        "source '{}' (subtask {}/{p})",
+                        graph.vertices[head].id,
+                        s + 1
+                    );
                     let strategy = *watermarks;
                     let batch_size = cfg.batch_size;
-                    spawn(&name, move || run_source(reader, strategy, batch_size, chain, &st, &ctx))
+                    spawn(&name, move || {
+                        run_source(reader, strategy, batch_size, chain, &st, &ctx)
+                    })
                 }
                 _ => {
                     let rx = receivers[head][s].take().expect("one receiver per subtask");
@@ -345,7 +381,11 @@ pub fn start(graph: JobGraph) -> Result<RunningJob, JobError> {
         }
     }
     drop(senders);
-    Ok(RunningJob { metrics, state, threads })
+    Ok(RunningJob {
+        metrics,
+        state,
+        threads,
+    })
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
@@ -358,7 +398,9 @@ fn report(state: &JobState, e: ChainError) {
         // A consumer is gone: the one that failed reported why, or the job was cancelled.
         ChainError::Disconnected => {
             if !state.cancelled.load(Relaxed) {
-                state.fail(JobError("internal error: a downstream subtask stopped unexpectedly".into()));
+                state.fail(JobError(
+                    "internal error: a downstream subtask stopped unexpectedly".into(),
+                ));
             }
         }
     }
@@ -441,15 +483,20 @@ fn run_inbound(rx: Receiver<Envelope>, inputs: usize, mut chain: Chain, state: &
                     let combined: Vec<_> = marks
                         .into_iter()
                         .filter_map(|m| {
-                            valve
-                                .input_watermark(input, m.watermark)
-                                .map(|w| crate::WatermarkMark { row: m.row, watermark: w })
+                            valve.input_watermark(input, m.watermark).map(|w| {
+                                crate::WatermarkMark {
+                                    row: m.row,
+                                    watermark: w,
+                                }
+                            })
                         })
                         .collect();
                     if let Some(last) = combined.last() {
                         head_metrics.watermark.store(last.watermark, Relaxed);
                     }
-                    batch.set_marks(combined).expect("valve output is monotonic");
+                    batch
+                        .set_marks(combined)
+                        .expect("valve output is monotonic");
                     chain.process_batch(batch)?;
                     None
                 }

@@ -67,7 +67,9 @@ impl BoundedOutOfOrderness {
             });
         }
         self.max_timestamp = max;
-        batch.set_marks(result).expect("marks are generated in row order");
+        batch
+            .set_marks(result)
+            .expect("marks are generated in row order");
     }
 }
 
@@ -111,7 +113,13 @@ mod tests {
             max = max.max(t);
         }
         assert_eq!(met(&b, i64::MIN), expect);
-        assert_eq!(b.marks().last(), Some(&WatermarkMark { row: 6, watermark: 189 }));
+        assert_eq!(
+            b.marks().last(),
+            Some(&WatermarkMark {
+                row: 6,
+                watermark: 189
+            })
+        );
         assert_eq!(g.current(), 189);
     }
 

@@ -144,32 +144,44 @@ impl Aggregates {
         let mut field_of = Vec::new();
         for s in &specs {
             if names.contains(&s.name.as_str()) {
-                return Err(FieldError(format!("aggregate name '{}' is used twice", s.name)));
+                return Err(FieldError(format!(
+                    "aggregate name '{}' is used twice",
+                    s.name
+                )));
             }
             names.push(&s.name);
             match (&s.function, &s.field) {
                 (AggregateFn::Count, None) => field_of.push(None),
                 (AggregateFn::Count, Some(_)) => {
-                    return Err(FieldError(format!("aggregate '{}': count takes no field", s.name)));
+                    return Err(FieldError(format!(
+                        "aggregate '{}': count takes no field",
+                        s.name
+                    )));
                 }
-                (_, None) => return Err(FieldError(format!("aggregate '{}': needs a field", s.name))),
+                (_, None) => {
+                    return Err(FieldError(format!("aggregate '{}': needs a field", s.name)));
+                }
                 (_, Some(f)) => {
-                    let idx = match field_names.iter().position(|n| n == f) {
-                        Some(i) => i,
-                        None => {
-                            fields.push(
-                                FieldAccessor::new(format, f)
-                                    .map_err(|e| FieldError(format!("aggregate '{}': {e}", s.name)))?,
-                            );
-                            field_names.push(f.clone());
-                            fields.len() - 1
-                        }
-                    };
+                    let idx =
+                        match field_names.iter().position(|n| n == f) {
+                            Some(i) => i,
+                            None => {
+                                fields.push(FieldAccessor::new(format, f).map_err(|e| {
+                                    FieldError(format!("aggregate '{}': {e}", s.name))
+                                })?);
+                                field_names.push(f.clone());
+                                fields.len() - 1
+                            }
+                        };
                     field_of.push(Some(idx));
                 }
             }
         }
-        Ok(Aggregates { specs, fields, field_of })
+        Ok(Aggregates {
+            specs,
+            fields,
+            field_of,
+        })
     }
 
     /// A fresh accumulator.
@@ -240,15 +252,25 @@ mod tests {
     use sluice_packed::{FieldType, Writer};
 
     fn spec(name: &str, f: AggregateFn, field: Option<&str>) -> AggregateSpec {
-        AggregateSpec { name: name.into(), function: f, field: field.map(String::from) }
+        AggregateSpec {
+            name: name.into(),
+            function: f,
+            field: field.map(String::from),
+        }
     }
 
     #[test]
     fn count_sum_min_max_avg_over_packed_values() {
         let format = ValueFormat::Packed(PackedSchema {
             fields: vec![
-                PackedField { name: "delay".into(), ty: FieldType::I32 },
-                PackedField { name: "delayed".into(), ty: FieldType::I32 },
+                PackedField {
+                    name: "delay".into(),
+                    ty: FieldType::I32,
+                },
+                PackedField {
+                    name: "delayed".into(),
+                    ty: FieldType::I32,
+                },
             ],
         });
         let aggs = Aggregates::new(
@@ -268,23 +290,44 @@ mod tests {
         for (i, d) in [-5, 20, 3, 40].into_iter().enumerate() {
             let mut v = Vec::new();
             Writer::new(&mut v).i32(d).i32((d > 15) as i32);
-            aggs.add(if i % 2 == 0 { &mut a } else { &mut b }, &v).unwrap();
+            aggs.add(if i % 2 == 0 { &mut a } else { &mut b }, &v)
+                .unwrap();
         }
         aggs.merge(&mut a, &b);
         let mut s = String::new();
         aggs.write_json_members(&a, &mut s);
-        assert_eq!(s, r#""n":4,"delayed":2,"sum":58,"avg":14.5,"min":-5,"max":40"#);
+        assert_eq!(
+            s,
+            r#""n":4,"delayed":2,"sum":58,"avg":14.5,"min":-5,"max":40"#
+        );
         assert!(aggs.add(&mut a, &[1, 2]).is_err());
     }
 
     #[test]
     fn spec_errors_name_the_aggregate() {
         let f = ValueFormat::Json;
-        assert!(Aggregates::new(vec![spec("x", AggregateFn::Count, Some("a"))], &f).unwrap_err().0.contains("'x'"));
-        assert!(Aggregates::new(vec![spec("y", AggregateFn::Sum, None)], &f).unwrap_err().0.contains("'y'"));
-        let dup = vec![spec("z", AggregateFn::Count, None), spec("z", AggregateFn::Count, None)];
+        assert!(
+            Aggregates::new(vec![spec("x", AggregateFn::Count, Some("a"))], &f)
+                .unwrap_err()
+                .0
+                .contains("'x'")
+        );
+        assert!(
+            Aggregates::new(vec![spec("y", AggregateFn::Sum, None)], &f)
+                .unwrap_err()
+                .0
+                .contains("'y'")
+        );
+        let dup = vec![
+            spec("z", AggregateFn::Count, None),
+            spec("z", AggregateFn::Count, None),
+        ];
         assert!(Aggregates::new(dup, &f).unwrap_err().0.contains("twice"));
-        let e = Aggregates::new(vec![spec("w", AggregateFn::Max, Some("a"))], &ValueFormat::Text).unwrap_err();
+        let e = Aggregates::new(
+            vec![spec("w", AggregateFn::Max, Some("a"))],
+            &ValueFormat::Text,
+        )
+        .unwrap_err();
         assert!(e.0.contains("'w'") && e.0.contains("'a'"), "{e}");
     }
 }

@@ -85,13 +85,23 @@ impl WindowAssigner {
         match *self {
             WindowAssigner::Tumbling { size, offset } => {
                 let start = window_start(timestamp, offset, size);
-                out.push(TimeWindow { start, end: start + size });
+                out.push(TimeWindow {
+                    start,
+                    end: start + size,
+                });
             }
-            WindowAssigner::Sliding { size, slide, offset } => {
+            WindowAssigner::Sliding {
+                size,
+                slide,
+                offset,
+            } => {
                 let last_start = window_start(timestamp, offset, slide);
                 let mut start = last_start;
                 while start > timestamp - size {
-                    out.push(TimeWindow { start, end: start + size });
+                    out.push(TimeWindow {
+                        start,
+                        end: start + size,
+                    });
                     start -= slide;
                 }
             }
@@ -107,7 +117,10 @@ impl WindowAssigner {
 /// intersects (Flink's `MergingWindowSet.addWindow`). Returns the resulting window and the
 /// windows it absorbed (already removed from `windows`), whose state the caller merges
 /// into the result's.
-pub fn merge_session_window(windows: &mut Vec<TimeWindow>, window: TimeWindow) -> (TimeWindow, Vec<TimeWindow>) {
+pub fn merge_session_window(
+    windows: &mut Vec<TimeWindow>,
+    window: TimeWindow,
+) -> (TimeWindow, Vec<TimeWindow>) {
     let mut result = window;
     let mut absorbed = Vec::new();
     // Windows in the set never intersect each other, so the ones intersecting the new
@@ -135,26 +148,44 @@ mod tests {
 
     #[test]
     fn tumbling_edges() {
-        let a = WindowAssigner::Tumbling { size: 10, offset: 0 };
+        let a = WindowAssigner::Tumbling {
+            size: 10,
+            offset: 0,
+        };
         assert_eq!(assign(a, 0), [(0, 10)]);
         assert_eq!(assign(a, 9), [(0, 10)]);
         // An event exactly at a window's end belongs to the next window.
         assert_eq!(assign(a, 10), [(10, 20)]);
         assert_eq!(assign(a, -1), [(-10, 0)]);
         assert_eq!(assign(a, -10), [(-10, 0)]);
-        let a = WindowAssigner::Tumbling { size: 10, offset: 3 };
+        let a = WindowAssigner::Tumbling {
+            size: 10,
+            offset: 3,
+        };
         assert_eq!(assign(a, 2), [(-7, 3)]);
         assert_eq!(assign(a, 3), [(3, 13)]);
     }
 
     #[test]
     fn sliding_windows_cover_the_event() {
-        let a = WindowAssigner::Sliding { size: 10, slide: 5, offset: 0 };
+        let a = WindowAssigner::Sliding {
+            size: 10,
+            slide: 5,
+            offset: 0,
+        };
         assert_eq!(assign(a, 7), [(5, 15), (0, 10)]);
         assert_eq!(assign(a, 10), [(10, 20), (5, 15)]);
-        let a = WindowAssigner::Sliding { size: 10, slide: 3, offset: 0 };
+        let a = WindowAssigner::Sliding {
+            size: 10,
+            slide: 3,
+            offset: 0,
+        };
         // Every window [s, s+10) with s % 3 == 0 and s <= 7 < s + 10.
-        let expect: Vec<(i64, i64)> = (-2..=7).rev().filter(|s: &i64| s.rem_euclid(3) == 0).map(|s| (s, s + 10)).collect();
+        let expect: Vec<(i64, i64)> = (-2..=7)
+            .rev()
+            .filter(|s: &i64| s.rem_euclid(3) == 0)
+            .map(|s| (s, s + 10))
+            .collect();
         assert_eq!(assign(a, 7), expect);
     }
 
@@ -163,10 +194,16 @@ mod tests {
         let mut set = Vec::new();
         let w = |s, e| TimeWindow { start: s, end: e };
         assert_eq!(merge_session_window(&mut set, w(0, 10)), (w(0, 10), vec![]));
-        assert_eq!(merge_session_window(&mut set, w(30, 40)), (w(30, 40), vec![]));
+        assert_eq!(
+            merge_session_window(&mut set, w(30, 40)),
+            (w(30, 40), vec![])
+        );
         assert_eq!(set, [w(0, 10), w(30, 40)]);
         // Touching at 10: merges (Flink's intersects is inclusive).
-        assert_eq!(merge_session_window(&mut set, w(10, 20)), (w(0, 20), vec![w(0, 10)]));
+        assert_eq!(
+            merge_session_window(&mut set, w(10, 20)),
+            (w(0, 20), vec![w(0, 10)])
+        );
         // Bridges the two sessions.
         assert_eq!(
             merge_session_window(&mut set, w(18, 31)),
@@ -174,9 +211,15 @@ mod tests {
         );
         assert_eq!(set, [w(0, 40)]);
         // Inside an existing session: absorbed into it.
-        assert_eq!(merge_session_window(&mut set, w(5, 15)), (w(0, 40), vec![w(0, 40)]));
+        assert_eq!(
+            merge_session_window(&mut set, w(5, 15)),
+            (w(0, 40), vec![w(0, 40)])
+        );
         assert_eq!(set, [w(0, 40)]);
-        assert_eq!(merge_session_window(&mut set, w(-20, -10)), (w(-20, -10), vec![]));
+        assert_eq!(
+            merge_session_window(&mut set, w(-20, -10)),
+            (w(-20, -10), vec![])
+        );
         assert_eq!(set, [w(-20, -10), w(0, 40)]);
     }
 }

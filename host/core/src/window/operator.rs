@@ -124,20 +124,34 @@ impl WindowOperator {
     }
 
     fn context(&self) -> String {
-        self.ctx.as_ref().map(|c| c.to_string()).unwrap_or_else(|| "window operator".into())
+        self.ctx
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "window operator".into())
     }
 
     #[inline]
     fn is_late(&self, w: &TimeWindow) -> bool {
-        w.max_timestamp().saturating_add(self.config.allowed_lateness) <= self.watermark
+        w.max_timestamp()
+            .saturating_add(self.config.allowed_lateness)
+            <= self.watermark
     }
 
     fn register_timers(&mut self, key: &[u8], w: TimeWindow) {
         if w.max_timestamp() > self.watermark {
-            self.timers.insert((w.max_timestamp(), TimerKind::Fire, key.into(), w.start, w.end));
+            self.timers.insert((
+                w.max_timestamp(),
+                TimerKind::Fire,
+                key.into(),
+                w.start,
+                w.end,
+            ));
         }
-        let cleanup = w.max_timestamp().saturating_add(self.config.allowed_lateness);
-        self.timers.insert((cleanup, TimerKind::Cleanup, key.into(), w.start, w.end));
+        let cleanup = w
+            .max_timestamp()
+            .saturating_add(self.config.allowed_lateness);
+        self.timers
+            .insert((cleanup, TimerKind::Cleanup, key.into(), w.start, w.end));
     }
 
     fn emit(&mut self, key: &[u8], w: TimeWindow, on_time: bool) {
@@ -185,7 +199,9 @@ impl WindowOperator {
                 TimerKind::Cleanup => {
                     if let Some(p) = self.panes.remove(&PaneRef(&key, start, end)) {
                         self.counters.final_windows.fetch_add(1, Relaxed);
-                        self.counters.events_in_final_windows.fetch_add(p.acc.count, Relaxed);
+                        self.counters
+                            .events_in_final_windows
+                            .fetch_add(p.acc.count, Relaxed);
                     }
                     if let Some(set) = self.sessions.get_mut(&*key) {
                         set.retain(|x| *x != w);
@@ -199,24 +215,36 @@ impl WindowOperator {
         self.results.push_watermark(watermark);
     }
 
-    fn add_to_pane(&mut self, key: &[u8], w: TimeWindow, value: &[u8], timestamp: i64) -> Result<(), OperatorError> {
+    fn add_to_pane(
+        &mut self,
+        key: &[u8],
+        w: TimeWindow,
+        value: &[u8],
+        timestamp: i64,
+    ) -> Result<(), OperatorError> {
         let pane = match self.panes.get_mut(&PaneRef(key, w.start, w.end)) {
             Some(p) => p,
             None => {
                 self.register_timers(key, w);
                 self.panes
                     .entry((key.into(), w.start, w.end))
-                    .or_insert(Pane { acc: self.config.aggregates.create(), firings: 0 })
+                    .or_insert(Pane {
+                        acc: self.config.aggregates.create(),
+                        firings: 0,
+                    })
             }
         };
-        self.config.aggregates.add(&mut pane.acc, value).map_err(|e| OperatorError::Fault {
-            context: self.ctx.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-            message: format!(
-                "cannot aggregate the event with key {:?} at {}: {e}",
-                String::from_utf8_lossy(key),
-                format_time(timestamp)
-            ),
-        })?;
+        self.config
+            .aggregates
+            .add(&mut pane.acc, value)
+            .map_err(|e| OperatorError::Fault {
+                context: self.ctx.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+                message: format!(
+                    "cannot aggregate the event with key {:?} at {}: {e}",
+                    String::from_utf8_lossy(key),
+                    format_time(timestamp)
+                ),
+            })?;
         if w.max_timestamp() <= self.watermark {
             self.emit(key, w, false);
         }
@@ -235,7 +263,11 @@ impl WindowOperator {
             }
             let set = self.sessions.get_mut(key).expect("inserted above");
             let touches = set.iter().any(|x| x.intersects(&w));
-            if !touches && w.max_timestamp().saturating_add(self.config.allowed_lateness) <= self.watermark {
+            if !touches
+                && w.max_timestamp()
+                    .saturating_add(self.config.allowed_lateness)
+                    <= self.watermark
+            {
                 if set.is_empty() {
                     self.sessions.remove(key);
                 }
@@ -307,7 +339,11 @@ impl Operator for WindowOperator {
         Ok(())
     }
 
-    fn process_batch(&mut self, mut batch: Batch, out: &mut dyn Collector) -> Result<(), OperatorError> {
+    fn process_batch(
+        &mut self,
+        mut batch: Batch,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
         let marks = batch.take_marks();
         let mut next = marks.iter().peekable();
         for i in 0..batch.len() {
@@ -326,7 +362,11 @@ impl Operator for WindowOperator {
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut dyn Collector) -> Result<(), OperatorError> {
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
         self.advance(watermark);
         self.flush(out);
         Ok(())
@@ -337,9 +377,200 @@ impl Operator for WindowOperator {
         if !self.panes.is_empty() && self.watermark == i64::MAX {
             return Err(OperatorError::Fault {
                 context: self.context(),
-                message: format!("{} windows still in state at the end of input", self.panes.len()),
+                message: format!(
+                    "{} windows still in state at the end of input",
+                    self.panes.len()
+                ),
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::ValueFormat;
+    use crate::window::{AggregateFn, AggregateSpec};
+
+    #[derive(Default)]
+    struct Out {
+        results: Vec<serde_json::Value>,
+        late: Vec<i64>,
+    }
+    impl Collector for Out {
+        fn collect(&mut self, b: Batch) {
+            self.results
+                .extend(b.iter().map(|e| serde_json::from_slice(e.value).unwrap()));
+        }
+        fn collect_side(&mut self, name: &str, b: Batch) {
+            assert_eq!(name, LATE_OUTPUT);
+            self.late.extend(b.timestamps());
+        }
+        fn collect_watermark(&mut self, _: i64) {}
+    }
+
+    fn op(assigner: WindowAssigner, lateness: i64) -> WindowOperator {
+        let aggs = Aggregates::new(
+            vec![AggregateSpec {
+                name: "n".into(),
+                function: AggregateFn::Count,
+                field: None,
+            }],
+            &ValueFormat::Json,
+        )
+        .unwrap();
+        WindowOperator::new(
+            WindowConfig {
+                assigner,
+                allowed_lateness: lateness,
+                aggregates: aggs,
+            },
+            Arc::default(),
+        )
+    }
+
+    /// Feeds `(watermark before, timestamp)` pairs, one event each, key "k".
+    fn feed(o: &mut WindowOperator, out: &mut Out, steps: &[(i64, i64)]) {
+        let mut b = Batch::new();
+        for &(wm, t) in steps {
+            b.push_watermark(wm);
+            b.push(t, b"k", b"{}");
+        }
+        o.process_batch(b, out).unwrap();
+    }
+
+    fn summary(out: &Out) -> Vec<(i64, String, i64, i64)> {
+        out.results
+            .iter()
+            .map(|r| {
+                (
+                    r["window_start"].as_i64().unwrap(),
+                    r["timing"].as_str().unwrap().to_string(),
+                    r["firing"].as_i64().unwrap(),
+                    r["n"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn event_at_window_end_belongs_to_the_next_window() {
+        let mut o = op(
+            WindowAssigner::Tumbling {
+                size: 10,
+                offset: 0,
+            },
+            0,
+        );
+        let mut out = Out::default();
+        feed(&mut o, &mut out, &[(0, 9), (0, 10)]);
+        o.process_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(
+            summary(&out),
+            [(0, "on_time".into(), 0, 1), (10, "on_time".into(), 0, 1)]
+        );
+    }
+
+    #[test]
+    fn fires_exactly_when_the_watermark_reaches_end_minus_one() {
+        let mut o = op(
+            WindowAssigner::Tumbling {
+                size: 10,
+                offset: 0,
+            },
+            0,
+        );
+        let mut out = Out::default();
+        feed(&mut o, &mut out, &[(0, 5)]);
+        o.process_watermark(8, &mut out).unwrap();
+        assert!(out.results.is_empty());
+        o.process_watermark(9, &mut out).unwrap();
+        assert_eq!(summary(&out), [(0, "on_time".into(), 0, 1)]);
+    }
+
+    #[test]
+    fn allowed_lateness_exactly_reached_is_late() {
+        let mut o = op(
+            WindowAssigner::Tumbling {
+                size: 10,
+                offset: 0,
+            },
+            5,
+        );
+        let mut out = Out::default();
+        feed(&mut o, &mut out, &[(0, 1)]);
+        // wm 13: window [0,10) fired (9 <= 13) but 9 + 5 = 14 > 13: a late firing.
+        feed(&mut o, &mut out, &[(13, 2)]);
+        // wm 14 = end - 1 + lateness: late, to the side output; the window is purged.
+        feed(&mut o, &mut out, &[(14, 3)]);
+        assert_eq!(
+            summary(&out),
+            [(0, "on_time".into(), 0, 1), (0, "late".into(), 1, 2)]
+        );
+        assert_eq!(out.late, [3]);
+        assert_eq!(o.live_windows(), 0);
+    }
+
+    #[test]
+    fn sliding_event_is_late_only_when_all_its_windows_are() {
+        let mut o = op(
+            WindowAssigner::Sliding {
+                size: 20,
+                slide: 10,
+                offset: 0,
+            },
+            0,
+        );
+        let mut out = Out::default();
+        // t = 15 is in [0,20) and [10,30). wm 19: [0,20) is late, [10,30) is not.
+        feed(&mut o, &mut out, &[(19, 15)]);
+        assert!(out.late.is_empty());
+        // t = 5 is only in [-10,10) and [0,20), both late at wm 19.
+        feed(&mut o, &mut out, &[(19, 5)]);
+        assert_eq!(out.late, [5]);
+        o.process_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(summary(&out), [(10, "on_time".into(), 0, 1)]);
+    }
+
+    #[test]
+    fn session_windows_merge_and_fire_once_merged() {
+        let mut o = op(WindowAssigner::Session { gap: 10 }, 0);
+        let mut out = Out::default();
+        feed(&mut o, &mut out, &[(0, 0), (0, 30), (0, 15)]);
+        // [0,10) and [30,40) are bridged by [15,25)? 15..25 touches neither 10 nor 30:
+        // three sessions; then 8 joins [0,10)+[8,18)+[15,25) and 25 touches [30,40).
+        feed(&mut o, &mut out, &[(0, 8), (0, 25)]);
+        o.process_watermark(i64::MAX, &mut out).unwrap();
+        let got: Vec<(i64, i64, i64)> = out
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    r["window_start"].as_i64().unwrap(),
+                    r["window_end"].as_i64().unwrap(),
+                    r["n"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [(0, 40, 5)]);
+    }
+
+    #[test]
+    fn late_session_event_that_touches_a_live_session_merges() {
+        let mut o = op(WindowAssigner::Session { gap: 10 }, 5);
+        let mut out = Out::default();
+        feed(&mut o, &mut out, &[(0, 20)]); // [20,30)
+        // wm 25: a new session [0,10) alone would be late (9 + 5 <= 25).
+        feed(&mut o, &mut out, &[(25, 0)]);
+        assert_eq!(out.late, [0]);
+        // [12,22) touches [20,30): merged into [12,30), not late.
+        feed(&mut o, &mut out, &[(25, 12)]);
+        o.process_watermark(i64::MAX, &mut out).unwrap();
+        let last = out.results.last().unwrap();
+        assert_eq!(
+            (last["window_start"].as_i64(), last["n"].as_i64()),
+            (Some(12), Some(2))
+        );
     }
 }

@@ -1,0 +1,363 @@
+//! The runtime end to end with native operators and in-memory sources and sinks: window
+//! results must equal an independent replay of the event-time rules, whatever the batch
+//! size and parallelism.
+
+use sluice_core::graph::*;
+use sluice_core::time::WatermarkStrategy;
+use sluice_core::window::{AggregateFn, AggregateSpec, WindowAssigner};
+use sluice_core::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+mod common;
+use common::*;
+
+/// A native operator that keys each JSON event by its "k" member; fails on "boom".
+struct KeyByField;
+struct KeyByFieldOp;
+impl OperatorFactory for KeyByField {
+    fn create(&self, _: usize, _: usize) -> Result<Box<dyn Operator>, OperatorError> {
+        Ok(Box::new(KeyByFieldOp))
+    }
+}
+impl Operator for KeyByFieldOp {
+    fn open(&mut self, _: &OperatorContext) -> Result<(), OperatorError> {
+        Ok(())
+    }
+    fn process_batch(
+        &mut self,
+        batch: Batch,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
+        let mut o = Batch::with_capacity(batch.len(), batch.value_data().len());
+        let mut origins = Vec::new();
+        for (i, e) in batch.iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_slice(e.value).unwrap();
+            let k = v["k"].as_str().unwrap();
+            if k == "boom" {
+                return Err(OperatorError::Returned {
+                    context: "keyer".into(),
+                    code: "invalid-input".into(),
+                    message: "boom".into(),
+                });
+            }
+            if k == "skip" {
+                continue; // filtered: marks must still land right
+            }
+            o.push(e.timestamp, k.as_bytes(), e.value);
+            origins.push(i as u32);
+        }
+        o.remap_marks_from(batch.marks(), &origins, batch.len())
+            .unwrap();
+        out.collect(o);
+        Ok(())
+    }
+}
+
+fn events(n: usize, seed: u64) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
+    let mut x = seed;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|i| {
+            let base = i as i64 * 10;
+            // Mostly small disorder, sometimes very late.
+            let r = rnd();
+            let jitter = if r % 20 == 0 {
+                (r % 900) as i64
+            } else {
+                (r % 40) as i64
+            };
+            let key = match rnd() % 6 {
+                0 => "skip".to_string(),
+                k => format!("key{k}"),
+            };
+            let x = (rnd() % 100) as i64 - 30;
+            (
+                base - jitter,
+                vec![],
+                format!(r#"{{"k":"{key}","x":{x}}}"#).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Final {
+    count: i64,
+    sum: i64,
+    max: i64,
+    firing: i64,
+    timing: String,
+}
+
+/// Independent replay of the rules for tumbling windows.
+fn reference(
+    evs: &[(i64, Vec<u8>, Vec<u8>)],
+    ooo: i64,
+    size: i64,
+    lateness: i64,
+) -> (BTreeMap<(String, i64), Final>, Vec<(i64, String)>) {
+    let mut max_seen: Option<i64> = None;
+    let mut finals: BTreeMap<(String, i64), Final> = BTreeMap::new();
+    let mut late = Vec::new();
+    for (t, _, v) in evs {
+        let wm = max_seen.map_or(i64::MIN, |m| m - ooo - 1);
+        max_seen = Some(max_seen.map_or(*t, |m| m.max(*t)));
+        let v: serde_json::Value = serde_json::from_slice(v).unwrap();
+        let key = v["k"].as_str().unwrap().to_string();
+        if key == "skip" {
+            continue;
+        }
+        let x = v["x"].as_i64().unwrap();
+        let start = t.div_euclid(size) * size;
+        let end = start + size;
+        if wm != i64::MIN && end - 1 + lateness <= wm {
+            late.push((*t, key));
+            continue;
+        }
+        let late_firing = wm != i64::MIN && end - 1 <= wm;
+        let f = finals.entry((key, start)).or_insert(Final {
+            count: 0,
+            sum: 0,
+            max: i64::MIN,
+            firing: -1,
+            timing: String::new(),
+        });
+        f.count += 1;
+        f.sum += x;
+        f.max = f.max.max(x);
+        if late_firing {
+            // If the window had fired on time before this event, that counted one firing.
+            if f.firing == -1 && f.count > 1 {
+                f.firing = 0;
+            }
+            f.firing += 1;
+            f.timing = "late".into();
+        }
+    }
+    for f in finals.values_mut() {
+        if f.timing.is_empty() {
+            f.firing = 0;
+            f.timing = "on_time".into();
+        }
+    }
+    (finals, late)
+}
+
+fn run(
+    evs: &[(i64, Vec<u8>, Vec<u8>)],
+    p: usize,
+    batch: usize,
+) -> (BTreeMap<(String, i64), Final>, Vec<(i64, String)>) {
+    let results: Rows = Arc::default();
+    let late: Rows = Arc::default();
+    let graph = JobGraph {
+        name: "t".into(),
+        config: ExecutionConfig {
+            batch_size: batch,
+            ..Default::default()
+        },
+        vertices: vec![
+            Vertex {
+                id: "src".into(),
+                parallelism: 1,
+                kind: VertexKind::Source {
+                    factory: Arc::new(VecSource {
+                        events: Arc::new(evs.to_vec()),
+                    }),
+                    watermarks: WatermarkStrategy {
+                        max_out_of_orderness_ms: 50,
+                        idleness: None,
+                    },
+                },
+                inputs: vec![],
+            },
+            Vertex {
+                id: "keyer".into(),
+                parallelism: 1,
+                kind: VertexKind::Operator {
+                    factory: Arc::new(KeyByField),
+                    output_format: None,
+                },
+                inputs: vec![Input {
+                    vertex: 0,
+                    side_output: None,
+                    partitioning: Partitioning::Forward,
+                }],
+            },
+            Vertex {
+                id: "win".into(),
+                parallelism: p,
+                kind: VertexKind::Window {
+                    assigner: WindowAssigner::Tumbling {
+                        size: 100,
+                        offset: 0,
+                    },
+                    allowed_lateness: 200,
+                    aggregates: vec![
+                        AggregateSpec {
+                            name: "n".into(),
+                            function: AggregateFn::Count,
+                            field: None,
+                        },
+                        AggregateSpec {
+                            name: "sum".into(),
+                            function: AggregateFn::Sum,
+                            field: Some("x".into()),
+                        },
+                        AggregateSpec {
+                            name: "max".into(),
+                            function: AggregateFn::Max,
+                            field: Some("x".into()),
+                        },
+                    ],
+                },
+                inputs: vec![Input {
+                    vertex: 1,
+                    side_output: None,
+                    partitioning: Partitioning::KeyBy,
+                }],
+            },
+            Vertex {
+                id: "out".into(),
+                parallelism: 1,
+                kind: VertexKind::Sink {
+                    factory: Arc::new(CollectSink(results.clone())),
+                },
+                inputs: vec![Input {
+                    vertex: 2,
+                    side_output: None,
+                    partitioning: Partitioning::Rebalance,
+                }],
+            },
+            Vertex {
+                id: "late".into(),
+                parallelism: 1,
+                kind: VertexKind::Sink {
+                    factory: Arc::new(CollectSink(late.clone())),
+                },
+                inputs: vec![Input {
+                    vertex: 2,
+                    side_output: Some("late".into()),
+                    partitioning: Partitioning::Rebalance,
+                }],
+            },
+        ],
+    };
+    let job = runtime::start(graph).unwrap();
+    job.join().unwrap();
+    let mut finals: BTreeMap<(String, i64), Final> = BTreeMap::new();
+    for (_, _, v) in results.lock().unwrap().iter() {
+        let v: serde_json::Value = serde_json::from_slice(v).unwrap();
+        let key = (
+            v["key"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        let f = Final {
+            count: v["n"].as_i64().unwrap(),
+            sum: v["sum"].as_i64().unwrap(),
+            max: v["max"].as_i64().unwrap(),
+            firing: v["firing"].as_i64().unwrap(),
+            timing: v["timing"].as_str().unwrap().to_string(),
+        };
+        match finals.get(&key) {
+            Some(old) if old.firing >= f.firing => {}
+            _ => {
+                finals.insert(key, f);
+            }
+        }
+    }
+    let mut late: Vec<(i64, String)> = late
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, k, _)| (*t, String::from_utf8(k.clone()).unwrap()))
+        .collect();
+    late.sort();
+    (finals, late)
+}
+
+#[test]
+fn window_results_match_an_independent_replay_for_every_batch_size_and_parallelism() {
+    let evs = events(5000, 7);
+    let (expect, mut expect_late) = reference(&evs, 50, 100, 200);
+    expect_late.sort();
+    assert!(!expect_late.is_empty(), "the data should have late events");
+    assert!(
+        expect.values().any(|f| f.timing == "late"),
+        "the data should have late firings"
+    );
+    for p in [1, 2, 4] {
+        for batch in [1, 7, 1024, 65536] {
+            let (got, late) = run(&evs, p, batch);
+            assert_eq!(late, expect_late, "late events, p={p} batch={batch}");
+            assert_eq!(got.len(), expect.len(), "windows, p={p} batch={batch}");
+            for (k, f) in &expect {
+                assert_eq!(got.get(k), Some(f), "window {k:?}, p={p} batch={batch}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failing_operator_fails_the_job_with_its_error_and_nothing_hangs() {
+    let mut evs = events(3000, 9);
+    evs[2500].2 = br#"{"k":"boom","x":1}"#.to_vec();
+    let results: Rows = Arc::default();
+    let graph = JobGraph {
+        name: "t".into(),
+        config: ExecutionConfig {
+            batch_size: 64,
+            channel_capacity: 1,
+            ..Default::default()
+        },
+        vertices: vec![
+            Vertex {
+                id: "src".into(),
+                parallelism: 1,
+                kind: VertexKind::Source {
+                    factory: Arc::new(VecSource {
+                        events: Arc::new(evs),
+                    }),
+                    watermarks: WatermarkStrategy {
+                        max_out_of_orderness_ms: 0,
+                        idleness: None,
+                    },
+                },
+                inputs: vec![],
+            },
+            Vertex {
+                id: "keyer".into(),
+                parallelism: 2,
+                kind: VertexKind::Operator {
+                    factory: Arc::new(KeyByField),
+                    output_format: None,
+                },
+                inputs: vec![Input {
+                    vertex: 0,
+                    side_output: None,
+                    partitioning: Partitioning::Rebalance,
+                }],
+            },
+            Vertex {
+                id: "out".into(),
+                parallelism: 1,
+                kind: VertexKind::Sink {
+                    factory: Arc::new(CollectSink(results)),
+                },
+                inputs: vec![Input {
+                    vertex: 1,
+                    side_output: None,
+                    partitioning: Partitioning::Rebalance,
+                }],
+            },
+        ],
+    };
+    let err = runtime::start(graph).unwrap().join().unwrap_err();
+    assert!(err.0.contains("keyer") && err.0.contains("boom"), "{err}");
+}
