@@ -1,0 +1,73 @@
+//! Builds the guest plugins workspace (`plugins/`) to WebAssembly components, once per
+//! test process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds every plugin (`cargo build --release --target wasm32-wasip2` on
+/// `plugins/Cargo.toml`, target dir `plugins/target`) and returns the directory holding
+/// the `.wasm` files. Runs cargo once per process; cargo's own lock serializes test
+/// processes that build at the same time, and an up-to-date build takes a fraction of a
+/// second. Panics with the build's output if it fails.
+pub fn build() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = repo_root();
+        let target_dir = root.join("plugins").join("target");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build")
+            .arg("--release")
+            .arg("--target")
+            .arg("wasm32-wasip2")
+            .arg("--manifest-path")
+            .arg(root.join("plugins").join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir);
+        // The outer cargo's settings (target dir, build profile, flags, the crate being
+        // tested) must not leak into the guest build; keep CARGO_HOME and
+        // CARGO_REGISTRIES_*/CARGO_NET_* (where and how to fetch) and the toolchain.
+        for (key, _) in std::env::vars_os() {
+            let Some(key) = key.to_str() else { continue };
+            let leaks = (key.starts_with("CARGO_")
+                && key != "CARGO_HOME"
+                && !key.starts_with("CARGO_REGISTRIES_")
+                && !key.starts_with("CARGO_NET_")
+                && !key.starts_with("CARGO_HTTP_"))
+                || matches!(key, "RUSTFLAGS" | "RUSTDOCFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER");
+            if leaks {
+                cmd.env_remove(key);
+            }
+        }
+        let output = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build the plugins: {e}"));
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if stderr.contains("wasm32-wasip2")
+                && (stderr.contains("may not be installed") || stderr.contains("can't find crate for `std`"))
+            {
+                panic!("the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`\n\n{stderr}");
+            }
+            panic!("building the plugins failed:\n{stderr}");
+        }
+        target_dir.join("wasm32-wasip2").join("release")
+    })
+    .clone()
+}
+
+/// The built component of plugin crate `name` (`flight_delays`, `identity`,
+/// `test_faults`, `test_other_world`; dashes are accepted too), building the plugins
+/// first if needed.
+pub fn wasm(name: &str) -> PathBuf {
+    let path = build().join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.is_file(), "no plugin component at {}", path.display());
+    path
+}

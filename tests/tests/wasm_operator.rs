@@ -1,0 +1,470 @@
+//! The WASM operator host (`sluice-wasm`) against the guest plugins: outputs, watermark
+//! marks, faults, limits, load errors and the compiled-component cache.
+
+use sluice_core::batch::{Batch, WatermarkMark};
+use sluice_core::operator::{Collector, Operator, OperatorContext, OperatorError};
+use sluice_packed::{Reader, Writer};
+use sluice_tests::plugins;
+use sluice_wasm::{
+    CacheOutcome, Limits, LoadError, LoadedComponent, RuntimeConfig, WasmOperator, WasmRuntime,
+};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// One runtime for the tests of this process, with its cache under plugins/target (so a
+/// second test run does not compile again).
+fn runtime() -> &'static WasmRuntime {
+    static RT: OnceLock<WasmRuntime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let dir = plugins::build()
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("host-cache");
+        WasmRuntime::new(RuntimeConfig {
+            max_instances: 32,
+            ..RuntimeConfig::with_cache_dir(dir)
+        })
+        .unwrap()
+    })
+}
+
+fn load(name: &str) -> LoadedComponent {
+    runtime().load_component(plugins::wasm(name)).unwrap()
+}
+
+fn ctx(id: &str) -> OperatorContext {
+    OperatorContext {
+        operator_id: id.to_string(),
+        subtask: 0,
+        parallelism: 2,
+    }
+}
+
+fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn open(name: &str, id: &str, cfg: &[(&str, &str)], limits: Limits) -> WasmOperator {
+    let mut op = WasmOperator::new(&load(name), config(cfg), limits);
+    op.open(&ctx(id)).unwrap();
+    op
+}
+
+#[derive(Default)]
+struct Collected {
+    main: Vec<Batch>,
+    side: Vec<(String, Batch)>,
+    watermarks: Vec<i64>,
+}
+
+impl Collector for Collected {
+    fn collect(&mut self, batch: Batch) {
+        self.main.push(batch);
+    }
+    fn collect_side(&mut self, output: &str, batch: Batch) {
+        self.side.push((output.to_string(), batch));
+    }
+    fn collect_watermark(&mut self, watermark: i64) {
+        self.watermarks.push(watermark);
+    }
+}
+
+struct Flight {
+    date: i64,
+    delay: i64,
+    distance: i64,
+    origin: &'static str,
+    destination: &'static str,
+}
+
+fn flights(n: usize) -> Vec<Flight> {
+    const AIRPORTS: [&str; 5] = ["ORD", "SFO", "JFK", "LAX", "BOS"];
+    (0..n)
+        .map(|i| Flight {
+            date: 1_167_609_600_000 + i as i64 * 60_000,
+            delay: (i as i64 * 7) % 61 - 20,
+            distance: 100 + i as i64 * 13,
+            origin: AIRPORTS[i % 5],
+            destination: AIRPORTS[(i + 2) % 5],
+        })
+        .collect()
+}
+
+fn flight_batch(rows: &[Flight]) -> Batch {
+    let mut b = Batch::new();
+    for (i, f) in rows.iter().enumerate() {
+        if i % 10 == 3 {
+            b.push_watermark(f.date - 5_000);
+        }
+        b.push_with(f.date, b"", |buf| {
+            Writer::new(buf)
+                .i64(f.date)
+                .i64(f.delay)
+                .i64(f.distance)
+                .str(f.origin)
+                .str(f.destination);
+        });
+    }
+    b.push_watermark(rows.last().map_or(0, |f| f.date));
+    b
+}
+
+#[test]
+fn flight_delays_flags_delays_above_the_threshold() {
+    let mut op = open(
+        "flight-delays",
+        "delays",
+        &[("delayed_threshold_minutes", "20")],
+        Limits::default(),
+    );
+    let rows = flights(100);
+    let input = flight_batch(&rows);
+    let marks = input.marks().to_vec();
+    assert!(marks.len() > 5);
+    let mut out = Collected::default();
+    op.process_batch(input, &mut out).unwrap();
+    assert_eq!(out.main.len(), 1);
+    let got = &out.main[0];
+    assert_eq!(got.len(), rows.len());
+    assert_eq!(
+        got.marks(),
+        marks.as_slice(),
+        "1:1 operator keeps every mark in place"
+    );
+    for (i, f) in rows.iter().enumerate() {
+        let e = got.get(i);
+        assert_eq!(e.timestamp, f.date);
+        assert_eq!(e.key, f.origin.as_bytes());
+        let mut r = Reader::new(e.value);
+        assert_eq!(r.i32().unwrap() as i64, f.delay, "row {i}");
+        assert_eq!(r.i32().unwrap(), (f.delay > 20) as i32, "row {i}");
+        assert_eq!(r.position(), e.value.len());
+    }
+    assert!(got.iter().any(|e| e.value[4] == 1) && got.iter().any(|e| e.value[4] == 0));
+
+    // The default threshold is 15; a second batch on the same instance.
+    let mut op = open("flight-delays", "delays", &[], Limits::default());
+    let rows = flights(30);
+    let mut out = Collected::default();
+    op.process_batch(flight_batch(&rows), &mut out).unwrap();
+    for (i, f) in rows.iter().enumerate() {
+        let mut r = Reader::new(out.main[0].value(i));
+        r.i32().unwrap();
+        assert_eq!(r.i32().unwrap(), (f.delay > 15) as i32);
+    }
+    op.process_batch(flight_batch(&rows[..3]), &mut out)
+        .unwrap();
+    assert_eq!(out.main[1].len(), 3);
+}
+
+#[test]
+fn flight_delays_rejects_bad_input_and_bad_config() {
+    let mut op = open("flight-delays", "delays", &[], Limits::default());
+    let mut b = flight_batch(&flights(3));
+    b.push(5, b"", b"\x01\x02");
+    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    match &err {
+        OperatorError::Returned { code, message, .. } => {
+            assert_eq!(code, "invalid-input");
+            assert!(
+                message.contains("event 3") && message.contains("packed record"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a returned error, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("operator 'delays' (subtask 1/2)"),
+        "{err}"
+    );
+    // A typed error does not kill the instance.
+    op.process_batch(flight_batch(&flights(2)), &mut Collected::default())
+        .unwrap();
+
+    let mut op = WasmOperator::new(
+        &load("flight-delays"),
+        config(&[("delayed_threshold_minutes", "soon")]),
+        Limits::default(),
+    );
+    let err = op.open(&ctx("delays")).unwrap_err();
+    assert!(
+        matches!(&err, OperatorError::Returned { code, message, .. } if code == "invalid-config" && message.contains("'soon'")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn identity_returns_the_batch_exactly() {
+    let mut op = open("identity", "id", &[], Limits::default());
+    let mut b = Batch::new();
+    b.push_watermark(1);
+    for i in 0..1000u32 {
+        if i % 100 == 50 {
+            b.push_watermark(i as i64);
+        }
+        let key = i.to_le_bytes();
+        b.push(
+            i as i64 * 3 - 7,
+            &key[..(i % 4) as usize],
+            &vec![i as u8; (i % 17) as usize],
+        );
+    }
+    b.push_watermark(5000);
+    let mut out = Collected::default();
+    op.process_batch(b.clone(), &mut out).unwrap();
+    assert_eq!(out.main, vec![b]);
+
+    // A batch of marks only still carries them.
+    let mut marks_only = Batch::new();
+    marks_only.push_watermark(6000);
+    op.process_batch(marks_only, &mut out).unwrap();
+    assert_eq!(
+        out.main[1].marks(),
+        &[WatermarkMark {
+            row: 0,
+            watermark: 6000
+        }]
+    );
+    assert!(out.main[1].is_empty());
+}
+
+#[test]
+fn side_outputs_are_forwarded_with_their_marks() {
+    let mut op = open(
+        "test-faults",
+        "sides",
+        &[("mode", "side")],
+        Limits::default(),
+    );
+    let mut b = Batch::new();
+    b.push(1, b"a", b"x");
+    b.push_watermark(10);
+    b.push(2, b"b", b"y");
+    let mut out = Collected::default();
+    op.process_batch(b.clone(), &mut out).unwrap();
+    assert_eq!(out.main, vec![b.clone()]);
+    assert_eq!(out.side.len(), 1);
+    assert_eq!(out.side[0].0, "copy");
+    assert_eq!(out.side[0].1, b);
+}
+
+#[test]
+fn a_panic_is_a_fault_with_the_panic_message_and_kills_the_instance() {
+    let mut op = open(
+        "test-faults",
+        "faulty",
+        &[("mode", "trap-on"), ("poison", "bad")],
+        Limits::default(),
+    );
+    let mut good = Batch::new();
+    good.push(1, b"", b"fine");
+    op.process_batch(good.clone(), &mut Collected::default())
+        .unwrap();
+    let mut b = Batch::new();
+    b.push(1, b"", b"ok");
+    b.push(2, b"", b"bad");
+    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, OperatorError::Fault { .. }), "{err:?}");
+    assert!(text.contains("operator 'faulty' (subtask 1/2)"), "{text}");
+    assert!(text.contains("trapped"), "{text}");
+    assert!(text.contains("poison record: bad"), "{text}");
+    // Never reused after a trap: errors, no panic.
+    let err = op
+        .process_batch(good, &mut Collected::default())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unusable after an earlier fault"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit_and_the_host_lives_on() {
+    let limits = Limits {
+        max_memory_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let mut op = open("test-faults", "bomb", &[("mode", "memory-bomb")], limits);
+    let mut b = Batch::new();
+    b.push(1, b"", b"boom");
+    let err = op
+        .process_batch(b.clone(), &mut Collected::default())
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, OperatorError::Fault { .. }), "{err:?}");
+    assert!(text.contains("operator 'bomb'"), "{text}");
+    assert!(text.contains("memory limit of 16 MiB"), "{text}");
+    // The host and other instances are fine.
+    let mut id = open("identity", "id", &[], Limits::default());
+    let mut out = Collected::default();
+    id.process_batch(b.clone(), &mut out).unwrap();
+    assert_eq!(out.main, vec![b]);
+}
+
+#[test]
+fn an_infinite_loop_ends_at_the_time_limit() {
+    let limits = Limits {
+        time_per_call: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let mut op = open("test-faults", "loop", &[("mode", "infinite-loop")], limits);
+    let mut b = Batch::new();
+    b.push(1, b"", b"spin");
+    let start = Instant::now();
+    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    let took = start.elapsed();
+    let text = err.to_string();
+    assert!(text.contains("operator 'loop'"), "{text}");
+    assert!(
+        text.contains("exceeded its time limit of 200 ms per batch"),
+        "{text}"
+    );
+    assert!(
+        took >= Duration::from_millis(190),
+        "stopped too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn typed_errors_are_returned() {
+    let mut op = open(
+        "test-faults",
+        "err",
+        &[("mode", "error")],
+        Limits::default(),
+    );
+    let mut b = Batch::new();
+    b.push(1, b"", b"what");
+    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    match err {
+        OperatorError::Returned {
+            context,
+            code,
+            message,
+        } => {
+            assert_eq!(context, "operator 'err' (subtask 1/2)");
+            assert_eq!(code, "invalid-input");
+            assert_eq!(
+                message,
+                "event 0 (timestamp 1): cannot handle value \"what\""
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut op = WasmOperator::new(
+        &load("test-faults"),
+        config(&[("mode", "init-error")]),
+        Limits::default(),
+    );
+    match op.open(&ctx("init")).unwrap_err() {
+        OperatorError::Returned { code, message, .. } => {
+            assert_eq!(code, "invalid-config");
+            assert!(message.contains("refusing to start"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // process after a failed init: an error, not a panic.
+    assert!(
+        op.process_batch(Batch::new(), &mut Collected::default())
+            .is_err()
+    );
+}
+
+#[test]
+fn load_errors_say_what_is_wrong_with_the_file() {
+    let rt = runtime();
+    let err = rt
+        .load_component(plugins::wasm("test-other-world"))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::WrongWorld { .. }), "{err:?}");
+    assert!(text.contains("test_other_world.wasm"), "{text}");
+    assert!(
+        text.contains("does not export 'sluice:operator/operator@0.1.0'"),
+        "{text}"
+    );
+    assert!(text.contains("process"), "names what it exports: {text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    // The smallest core module: header and version 1.
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let err = rt.load_component(&core).unwrap_err();
+    assert!(matches!(err, LoadError::CoreModule { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("core.wasm") && err.to_string().contains("wasm32-wasip2"),
+        "{err}"
+    );
+
+    let bytes = std::fs::read(plugins::wasm("identity")).unwrap();
+    let truncated = dir.path().join("truncated.wasm");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = rt.load_component(&truncated).unwrap_err();
+    assert!(matches!(err, LoadError::Invalid { .. }), "{err:?}");
+    assert!(err.to_string().contains("truncated.wasm"), "{err}");
+
+    let text_file = dir.path().join("notes.wasm");
+    std::fs::write(&text_file, "hello, I am text").unwrap();
+    let err = rt.load_component(&text_file).unwrap_err();
+    assert!(matches!(err, LoadError::NotWasm { .. }), "{err:?}");
+
+    let missing = dir.path().join("missing.wasm");
+    let err = rt.load_component(&missing).unwrap_err();
+    assert!(matches!(err, LoadError::Read { .. }), "{err:?}");
+    assert!(err.to_string().contains("missing.wasm"), "{err}");
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || RuntimeConfig {
+        max_instances: 8,
+        ..RuntimeConfig::with_cache_dir(dir.path())
+    };
+    let wasm = plugins::wasm("identity");
+
+    let first = WasmRuntime::new(cfg()).unwrap();
+    let c = first.load_component(&wasm).unwrap();
+    assert_eq!(c.cache_outcome(), CacheOutcome::Compiled);
+    assert_eq!(first.compilations(), 1);
+    assert_eq!(c.sha256().len(), 64);
+
+    let second = WasmRuntime::new(cfg()).unwrap();
+    let c = second.load_component(&wasm).unwrap();
+    assert_eq!(c.cache_outcome(), CacheOutcome::Hit);
+    assert_eq!(second.compilations(), 0);
+    let mut op = WasmOperator::new(&c, vec![], Limits::default());
+    op.open(&ctx("cached")).unwrap();
+    let mut b = Batch::new();
+    b.push(1, b"k", b"v");
+    let mut out = Collected::default();
+    op.process_batch(b.clone(), &mut out).unwrap();
+    assert_eq!(out.main, vec![b]);
+
+    // A corrupt entry is recompiled, not fatal.
+    let entries: Vec<_> = std::fs::read_dir(dir.path().join("compiled"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    // Replace it (a new file, as the cache itself does: the old one may still be mapped by
+    // the runtimes above, and truncating a mapped file in place would fault them).
+    std::fs::remove_file(&entries[0]).unwrap();
+    std::fs::write(&entries[0], b"garbage").unwrap();
+    let third = WasmRuntime::new(cfg()).unwrap();
+    let c = third.load_component(&wasm).unwrap();
+    assert_eq!(c.cache_outcome(), CacheOutcome::Recompiled);
+    let fourth = WasmRuntime::new(cfg()).unwrap();
+    assert_eq!(
+        fourth.load_component(&wasm).unwrap().cache_outcome(),
+        CacheOutcome::Hit
+    );
+}
