@@ -160,9 +160,9 @@ fn errors_name_the_field_and_what_is_wrong() {
             "windows[0].allowed_latenes: unknown field `allowed_latenes`, expected one of",
         ),
         (
-            "field: x",
-            "field: y",
-            "windows[0].aggregates: aggregate 'total'",
+            ", field: x}",
+            "}",
+            "windows[0].aggregates: aggregate 'total': needs a field",
         ),
     ];
     for (from, to, want) in cases {
