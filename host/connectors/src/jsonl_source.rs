@@ -1,0 +1,259 @@
+//! The JSON-lines file source: one event per non-blank line, the event time read from a
+//! top-level member, the value the line itself (JSON). Parallelism 1.
+
+use crate::dataset::resolve_dataset;
+use crate::time::TimeFormat;
+use crate::{ConnectorError, parse_options, sub};
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use sluice_core::batch::Batch;
+use sluice_core::connector::{SourceFactory, SourcePoll, SourceReader};
+use sluice_core::format::ValueFormat;
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    path: String,
+    #[serde(default)]
+    sha256: Option<String>,
+    event_time: EventTimeOpt,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventTimeOpt {
+    field: String,
+    format: JsonTimeFormat,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum JsonTimeFormat {
+    EpochMs,
+    EpochS,
+    Rfc3339,
+}
+
+/// The factory of a JSON-lines source; see the module docs.
+pub(crate) struct JsonlSourceFactory {
+    path: PathBuf,
+    field: String,
+    format: JsonTimeFormat,
+}
+
+impl JsonlSourceFactory {
+    pub(crate) fn new(
+        options: &serde_json::Value,
+        spec_dir: &Path,
+        field: &str,
+    ) -> Result<Self, ConnectorError> {
+        let o: Options = parse_options(options, field)?;
+        let path = resolve_dataset(&o.path, o.sha256.as_deref(), spec_dir)
+            .map_err(|e| ConnectorError(format!("{}: {}", sub(field, "path"), e.0)))?;
+        Ok(JsonlSourceFactory {
+            path,
+            field: o.event_time.field,
+            format: o.event_time.format,
+        })
+    }
+}
+
+impl SourceFactory for JsonlSourceFactory {
+    fn value_format(&self) -> ValueFormat {
+        ValueFormat::Json
+    }
+
+    fn max_parallelism(&self) -> usize {
+        1
+    }
+
+    fn create_reader(
+        &self,
+        subtask: usize,
+        _parallelism: usize,
+    ) -> Result<Box<dyn SourceReader>, ConnectorError> {
+        let reader = if subtask == 0 {
+            let f = File::open(&self.path)
+                .map_err(|e| ConnectorError(format!("{}: {e}", self.path.display())))?;
+            Some(BufReader::with_capacity(1 << 20, f))
+        } else {
+            None
+        };
+        Ok(Box::new(JsonlReader {
+            path: self.path.clone(),
+            field: self.field.clone(),
+            format: self.format,
+            reader,
+            line: Vec::new(),
+            line_no: 0,
+        }))
+    }
+}
+
+struct JsonlReader {
+    path: PathBuf,
+    field: String,
+    format: JsonTimeFormat,
+    reader: Option<BufReader<File>>,
+    line: Vec<u8>,
+    line_no: u64,
+}
+
+/// The time member as found in a line.
+enum TimeValue<'a> {
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Other(&'static str),
+}
+
+/// Walks a JSON object, keeping only the member `field` (no allocation for the rest).
+struct Probe<'f> {
+    field: &'f str,
+}
+
+impl<'de> DeserializeSeed<'de> for Probe<'_> {
+    type Value = Option<TimeValue<'de>>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Probe<'_> {
+    type Value = Option<TimeValue<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == self.field && found.is_none() {
+                found = Some(map.next_value::<TimeValueDe<'de>>()?.0);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+struct TimeValueDe<'a>(TimeValue<'a>);
+
+impl<'de> Deserialize<'de> for TimeValueDe<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TimeValueDe<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a time")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(TimeValueDe(TimeValue::Int(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(TimeValueDe(match i64::try_from(v) {
+                    Ok(v) => TimeValue::Int(v),
+                    Err(_) => TimeValue::Float(v as f64),
+                }))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(TimeValueDe(TimeValue::Float(v)))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(TimeValueDe(TimeValue::Str(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(TimeValueDe(TimeValue::Str(Cow::Owned(v.to_string()))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(TimeValueDe(TimeValue::Other("a boolean")))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(TimeValueDe(TimeValue::Other("null")))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TimeValueDe(TimeValue::Other("an array")))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TimeValueDe(TimeValue::Other("an object")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonlReader {
+    fn err(&self, what: String) -> ConnectorError {
+        ConnectorError(format!("{}:{}: {what}", self.path.display(), self.line_no))
+    }
+
+    fn time_of(&self, text: &[u8]) -> Result<i64, ConnectorError> {
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let found = Probe { field: &self.field }
+            .deserialize(&mut de)
+            .and_then(|v| de.end().map(|_| v))
+            .map_err(|e| self.err(format!("invalid JSON: {e}")))?;
+        let field = &self.field;
+        let v = found.ok_or_else(|| self.err(format!("no member '{field}' (the event time)")))?;
+        let r = match (self.format, v) {
+            (JsonTimeFormat::EpochMs, TimeValue::Int(v)) => Ok(v),
+            (JsonTimeFormat::EpochMs, TimeValue::Float(v)) if v.is_finite() => Ok(v.round() as i64),
+            (JsonTimeFormat::EpochS, TimeValue::Int(v)) => v
+                .checked_mul(1000)
+                .ok_or_else(|| format!("{v} is out of range")),
+            (JsonTimeFormat::EpochS, TimeValue::Float(v)) if v.is_finite() => {
+                Ok((v * 1000.0).round() as i64)
+            }
+            (JsonTimeFormat::EpochMs, TimeValue::Str(s)) => TimeFormat::EpochMs.read(&s),
+            (JsonTimeFormat::EpochS, TimeValue::Str(s)) => TimeFormat::EpochS.read(&s),
+            (JsonTimeFormat::Rfc3339, TimeValue::Str(s)) => TimeFormat::Rfc3339.read(&s),
+            (JsonTimeFormat::Rfc3339, _) => Err("expected an RFC 3339 string".to_string()),
+            (_, TimeValue::Other(what)) => Err(format!("expected a number, found {what}")),
+            (_, _) => Err("expected a finite number".to_string()),
+        };
+        r.map_err(|e| self.err(format!("event time member '{field}': {e}")))
+    }
+}
+
+impl SourceReader for JsonlReader {
+    fn poll_batch(
+        &mut self,
+        batch: &mut Batch,
+        max_events: usize,
+    ) -> Result<SourcePoll, ConnectorError> {
+        let mut n = 0;
+        while n < max_events.max(1) {
+            let Some(reader) = self.reader.as_mut() else {
+                break;
+            };
+            self.line.clear();
+            let read = reader.read_until(b'\n', &mut self.line).map_err(|e| {
+                ConnectorError(format!("{}:{}: {e}", self.path.display(), self.line_no + 1))
+            })?;
+            if read == 0 {
+                self.reader = None;
+                break;
+            }
+            self.line_no += 1;
+            let text = self.line.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            let ts = self.time_of(text)?;
+            batch.push(ts, b"", text);
+            n += 1;
+        }
+        Ok(if n == 0 {
+            SourcePoll::End
+        } else {
+            SourcePoll::Data
+        })
+    }
+}
