@@ -45,8 +45,43 @@ impl Columns {
     fn push_key(&mut self, timestamp: i64, key: &[u8], origin: u32) {
         self.timestamps.push(timestamp);
         self.origins.push(origin);
-        self.key_data.extend_from_slice(key);
+        append(&mut self.key_data, key);
         self.key_offsets.push(offset(self.key_data.len()));
+    }
+}
+
+/// Appends `src` to `dst`. Short slices (keys, small values) are copied with a few
+/// fixed-size loads and stores: `extend_from_slice` compiles to a `memory.copy`, which
+/// wasmtime runs as a call out of the guest, costing more than the event's other work.
+#[inline(always)]
+pub(crate) fn append(dst: &mut Vec<u8>, src: &[u8]) {
+    let n = src.len();
+    if n > 16 {
+        dst.extend_from_slice(src);
+        return;
+    }
+    dst.reserve(n);
+    let len = dst.len();
+    // SAFETY: `reserve` made room for `n` more bytes after `len`; every copy below reads
+    // inside `src` (`n` bytes) and writes inside `dst[len..len + n]`; the two never overlap
+    // (`src` is borrowed immutably while `dst` is borrowed mutably). Fixed-size copies
+    // with overlapping halves cover every length from 1 to 16 without a loop.
+    unsafe {
+        let s = src.as_ptr();
+        let d = dst.as_mut_ptr().add(len);
+        if n >= 8 {
+            std::ptr::copy_nonoverlapping(s, d, 8);
+            std::ptr::copy_nonoverlapping(s.add(n - 8), d.add(n - 8), 8);
+        } else if n >= 4 {
+            std::ptr::copy_nonoverlapping(s, d, 4);
+            std::ptr::copy_nonoverlapping(s.add(n - 4), d.add(n - 4), 4);
+        } else if n >= 2 {
+            std::ptr::copy_nonoverlapping(s, d, 2);
+            std::ptr::copy_nonoverlapping(s.add(n - 2), d.add(n - 2), 2);
+        } else if n == 1 {
+            *d = *s;
+        }
+        dst.set_len(len + n);
     }
 }
 
@@ -142,7 +177,7 @@ impl Emitter {
         let origin = self.origin;
         let c = &mut self.main;
         c.push_key(timestamp, key, origin);
-        c.value_data.extend_from_slice(value);
+        append(&mut c.value_data, value);
         c.value_offsets.push(offset(c.value_data.len()));
     }
 
@@ -181,7 +216,7 @@ impl Emitter {
         let origin = self.origin;
         let c = self.side_columns(name);
         c.push_key(timestamp, key, origin);
-        c.value_data.extend_from_slice(value);
+        append(&mut c.value_data, value);
         c.value_offsets.push(offset(c.value_data.len()));
     }
 
@@ -273,6 +308,17 @@ mod tests {
         let mut out = Emitter::new();
         let e = Fan.process_batch(batch, &mut out).unwrap_err();
         assert_eq!(e.message(), "event 1 (timestamp 1): bad value");
+    }
+
+    #[test]
+    fn append_copies_every_length() {
+        let src: Vec<u8> = (0..40).collect();
+        for n in 0..=40 {
+            let mut dst = vec![255u8; 3];
+            append(&mut dst, &src[..n]);
+            assert_eq!(&dst[..3], &[255, 255, 255]);
+            assert_eq!(&dst[3..], &src[..n], "length {n}");
+        }
     }
 
     #[test]
