@@ -1,1 +1,234 @@
-fn main(){}
+//! `sluice`: run stream-processing jobs whose operators are WebAssembly components.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sluice_cli::job::{JobResolver, build_graph};
+use sluice_cli::progress::{RunSummary, group, process_cpu_time, progress_line};
+use sluice_core::graph::VertexKind;
+use sluice_core::runtime;
+use sluice_core::spec::Overrides;
+use sluice_wasm::{RuntimeConfig, WasmRuntime};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a stream processor with Flink's event-time semantics and WebAssembly operators",
+    long_about = "Sluice runs streaming jobs: sources -> WebAssembly operators -> keyed event-time windows -> sinks.\n\
+A job is a spec file (YAML or JSON; see docs/job-spec.md). Everything runs in this process: \
+no server, broker or cluster is needed.\n\n\
+Examples:\n  \
+sluice run jobs/flights.yaml                      run the flights demo\n  \
+sluice run jobs/flights.yaml --parallelism 4      same job, 4 window subtasks\n  \
+sluice check jobs/flights.yaml                    validate a spec and print its graph"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job spec to completion (bounded inputs) or until Ctrl-C, with progress and a summary.
+    #[command(long_about = "Run a job spec in this process.\n\n\
+Progress (events, rate, current watermark, window results, late events) goes to stderr \
+every second; at the end a summary shows events in, window results, late events, \
+throughput, CPU time per million events, and where the output files are.\n\n\
+Relative paths in the spec (inputs, .wasm operators, outputs) resolve against the spec's \
+folder; inputs named `npm:<package>@<version>/<path>` are fetched once with npm into the \
+cache ($SLUICE_CACHE_DIR, else ~/.cache/sluice) and checked against the spec's sha256.")]
+    Run {
+        /// The job spec (YAML or JSON).
+        spec: PathBuf,
+        /// Override the spec's default parallelism (window subtasks).
+        #[arg(long, short)]
+        parallelism: Option<usize>,
+        /// Override the spec's batch size (events per source batch).
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Write relative sink paths under this folder instead of the spec's.
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+        /// No progress lines, only the summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Validate a job spec (and load its operators) without running it; print the job graph.
+    Check {
+        /// The job spec (YAML or JSON).
+        spec: PathBuf,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let wasm =
+        WasmRuntime::new(RuntimeConfig::default()).context("starting the WebAssembly runtime")?;
+    match cli.command {
+        Command::Check { spec } => {
+            let resolver = JobResolver {
+                wasm: &wasm,
+                output_dir: None,
+            };
+            let graph = build_graph(&spec, &resolver, Overrides::default())?;
+            println!("job '{}': {} vertices", graph.name, graph.vertices.len());
+            for v in &graph.vertices {
+                let inputs: Vec<String> = v
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        let up = &graph.vertices[i.vertex].id;
+                        let side = i
+                            .side_output
+                            .as_deref()
+                            .map(|s| format!(".{s}"))
+                            .unwrap_or_default();
+                        format!("{up}{side} ({:?})", i.partitioning)
+                    })
+                    .collect();
+                println!(
+                    "  {:<8} {:<20} x{}  <- {}",
+                    v.kind.name(),
+                    v.id,
+                    v.parallelism,
+                    inputs.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::Run {
+            spec,
+            parallelism,
+            batch_size,
+            output_dir,
+            quiet,
+        } => {
+            let resolver = JobResolver {
+                wasm: &wasm,
+                output_dir,
+            };
+            let overrides = Overrides {
+                parallelism,
+                batch_size,
+            };
+            let prepare = Instant::now();
+            let graph = build_graph(&spec, &resolver, overrides)?;
+            let name = graph.name.clone();
+            let outputs: Vec<(String, String)> = graph
+                .vertices
+                .iter()
+                .filter_map(|v| match &v.kind {
+                    VertexKind::Sink { factory } => Some((v.id.clone(), factory.describe())),
+                    _ => None,
+                })
+                .collect();
+            let window_parallelism = graph
+                .vertices
+                .iter()
+                .filter(|v| matches!(v.kind, VertexKind::Window { .. }))
+                .map(|v| v.parallelism)
+                .max();
+            eprintln!(
+                "sluice: job '{name}' ready in {:.2}s ({} vertices{}), running…",
+                prepare.elapsed().as_secs_f64(),
+                graph.vertices.len(),
+                window_parallelism
+                    .map(|p| format!(", window parallelism {p}"))
+                    .unwrap_or_default()
+            );
+            let cpu0 = process_cpu_time();
+            let job = runtime::start(graph)?;
+            let tty = std::io::stderr().is_terminal();
+            let interval = Duration::from_secs(1);
+            let mut last = Instant::now();
+            let mut prev = 0;
+            while !job.is_finished() {
+                std::thread::sleep(Duration::from_millis(50));
+                if !quiet && last.elapsed() >= interval {
+                    let (line, events) = progress_line(job.metrics(), prev, last.elapsed());
+                    if tty {
+                        eprint!("\r{line}\x1b[K");
+                    } else {
+                        eprintln!("{line}");
+                    }
+                    prev = events;
+                    last = Instant::now();
+                }
+            }
+            if tty && !quiet {
+                eprintln!();
+            }
+            let metrics = job.metrics().clone();
+            let result = job.join();
+            let s = RunSummary::from_metrics(&metrics, process_cpu_time().saturating_sub(cpu0));
+            print_summary(&name, &s, &outputs, result.is_ok());
+            result.map_err(|e| anyhow::anyhow!("job '{name}' failed: {e}"))
+        }
+    }
+}
+
+fn print_summary(name: &str, s: &RunSummary, outputs: &[(String, String)], ok: bool) {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let cpu = s.cpu.as_secs_f64();
+    let status = if ok { "finished" } else { "FAILED" };
+    println!("\nJob '{name}' {status} in {secs:.2} s");
+    println!(
+        "  events in:                {:>12}   {:.2} M events/s, {:.2} M events per CPU-second ({:.3} CPU-s per M events)",
+        group(s.events_in),
+        s.events_in as f64 / secs / 1e6,
+        s.events_in as f64 / cpu.max(1e-9) / 1e6,
+        cpu / (s.events_in.max(1) as f64 / 1e6)
+    );
+    if s.window_input > 0 {
+        println!(
+            "  window results:           {:>12}   firings ({} on time, {} late) of {} windows",
+            group(s.window_firings),
+            group(s.window_firings - s.late_firings),
+            group(s.late_firings),
+            group(s.final_windows)
+        );
+        println!(
+            "  events in final windows:  {:>12}",
+            group(s.events_in_final_windows)
+        );
+        println!("  late events (side output):{:>12}", group(s.late_events));
+        let total = s.events_windowed + s.late_events;
+        let mark = if total == s.window_input {
+            "nothing dropped"
+        } else {
+            "MISMATCH"
+        };
+        println!(
+            "  check: windowed {} + late {} = {} = events into windows {}  ({mark})",
+            group(s.events_windowed),
+            group(s.late_events),
+            group(total),
+            group(s.window_input)
+        );
+    }
+    if s.unrouted_side_events > 0 {
+        println!(
+            "  side-output events with no consumer: {}",
+            group(s.unrouted_side_events)
+        );
+    }
+    println!("  outputs:");
+    for (id, path) in outputs {
+        println!("    {id:<16} {path}");
+    }
+}

@@ -213,9 +213,31 @@ fn render_packed(
     Ok(())
 }
 
-/// Appends `s` as a JSON string literal.
+/// Appends `s` as a JSON string literal, escaping as JSON requires, without allocating.
 pub fn write_json_str(out: &mut String, s: &str) {
-    out.push_str(&serde_json::to_string(s).expect("strings serialize"));
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 /// Appends `v` as a JSON number (`null` for NaN and infinities, which JSON lacks).
@@ -288,5 +310,25 @@ mod tests {
         assert!(a.read(br#"{"y": 3}"#).is_err());
         assert!(a.read(b"nope").is_err());
         assert!(FieldAccessor::new(&ValueFormat::Text, "x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod json_str_tests {
+    #[test]
+    fn escapes_like_serde_json() {
+        for s in [
+            "plain",
+            "qu\"ote",
+            "back\\slash",
+            "new\nline\ttab\r",
+            "\u{1}ctl\u{1f}",
+            "ünïcode ✈",
+            "",
+        ] {
+            let mut out = String::new();
+            super::write_json_str(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
     }
 }

@@ -15,11 +15,95 @@ pub const MAX_WATERMARK: i64 = i64::MAX;
 /// Formats a time in ms since the epoch as RFC 3339 UTC with milliseconds, or `-inf` /
 /// `+inf` for the extreme watermarks.
 pub fn format_time(ms: i64) -> String {
+    let mut s = String::with_capacity(24);
+    write_time(&mut s, ms);
+    s
+}
+
+/// Appends [`format_time`]'s text to `out` without allocating.
+pub fn write_time(out: &mut String, ms: i64) {
     match ms {
-        MIN_WATERMARK => "-inf".to_string(),
-        MAX_WATERMARK => "+inf".to_string(),
-        _ => chrono::DateTime::from_timestamp_millis(ms)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-            .unwrap_or_else(|| format!("{ms} ms")),
+        MIN_WATERMARK => out.push_str("-inf"),
+        MAX_WATERMARK => out.push_str("+inf"),
+        _ => write_rfc3339_ms(out, ms),
+    }
+}
+
+/// Appends `ms` (milliseconds since the Unix epoch) as RFC 3339 UTC with milliseconds,
+/// `2024-01-02T03:04:05.678Z`, without allocating. Years outside 0..=9999 are written
+/// with as many digits as they need (and a `-` sign before year 0).
+pub fn write_rfc3339_ms(out: &mut String, ms: i64) {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    let (h, rem) = (rem / 3_600_000, rem % 3_600_000);
+    let (mi, rem) = (rem / 60_000, rem % 60_000);
+    let (s, milli) = (rem / 1000, rem % 1000);
+    if (0..=9999).contains(&y) {
+        push_digits(out, y as u32, 4);
+    } else {
+        let _ = std::fmt::Write::write_fmt(out, format_args!("{y:04}"));
+    }
+    out.push('-');
+    push_digits(out, m, 2);
+    out.push('-');
+    push_digits(out, d, 2);
+    out.push('T');
+    push_digits(out, h as u32, 2);
+    out.push(':');
+    push_digits(out, mi as u32, 2);
+    out.push(':');
+    push_digits(out, s as u32, 2);
+    out.push('.');
+    push_digits(out, milli as u32, 3);
+    out.push('Z');
+}
+
+#[inline]
+fn push_digits(out: &mut String, v: u32, width: u32) {
+    let mut div = 10u32.pow(width - 1);
+    while div > 0 {
+        out.push((b'0' + ((v / div) % 10) as u8) as char);
+        div /= 10;
+    }
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_chrono() {
+        for ms in [
+            0i64,
+            978_307_260_000,
+            -1,
+            -86_400_001,
+            253_402_300_799_999,
+            951_782_400_000,
+            1_700_000_000_123,
+        ] {
+            let expect = chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string();
+            assert_eq!(format_time(ms), expect, "{ms}");
+        }
+        assert_eq!(format_time(i64::MIN), "-inf");
+        assert_eq!(format_time(i64::MAX), "+inf");
     }
 }

@@ -3,7 +3,7 @@ use super::assigner::{TimeWindow, WindowAssigner, merge_session_window};
 use crate::batch::Batch;
 use crate::format::write_json_str;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorError};
-use crate::time::format_time;
+use crate::time::{format_time, write_time};
 use hashbrown::{Equivalent, HashMap};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -167,11 +167,15 @@ impl WindowOperator {
         }
         let _ = write!(
             json,
-            ",\"window_start\":{},\"window_end\":{},\"start\":\"{}\",\"end\":\"{}\",\"timing\":\"{}\",\"firing\":{},",
-            w.start,
-            w.end,
-            format_time(w.start),
-            format_time(w.end),
+            ",\"window_start\":{},\"window_end\":{},\"start\":\"",
+            w.start, w.end
+        );
+        write_time(json, w.start);
+        json.push_str("\",\"end\":\"");
+        write_time(json, w.end);
+        let _ = write!(
+            json,
+            "\",\"timing\":\"{}\",\"firing\":{},",
             if on_time { "on_time" } else { "late" },
             pane.firings
         );

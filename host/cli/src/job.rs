@@ -1,0 +1,185 @@
+//! From a job spec to a running job: a [`Resolver`] that creates sources and sinks with
+//! `sluice-connectors` and user operators with `sluice-wasm`.
+
+use serde::Deserialize;
+use sluice_core::connector::{ConnectorError, SinkFactory, SourceFactory};
+use sluice_core::graph::{JobGraph, OperatorFactory};
+use sluice_core::operator::{Operator, OperatorError};
+use sluice_core::spec::{self, Overrides, Resolver, SpecError};
+use sluice_wasm::{Limits, LoadedComponent, WasmOperator, WasmRuntime};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Creates the parts of a job from its spec.
+pub struct JobResolver<'a> {
+    /// The process's WASM runtime (engine, compile cache).
+    pub wasm: &'a WasmRuntime,
+    /// When set, relative sink paths resolve against this directory instead of the
+    /// spec's (`sluice run --output-dir`).
+    pub output_dir: Option<PathBuf>,
+}
+
+/// A user operator's options in the spec: `wasm`, `config`, `limits`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorOptions {
+    /// Path of the component (`.wasm`), relative to the spec.
+    wasm: PathBuf,
+    /// Handed to the guest's `init` as `(key, value)` strings.
+    #[serde(default)]
+    config: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    limits: LimitsSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSpec {
+    /// `64MiB`, `1GiB`, or bytes.
+    max_memory: Option<ByteSize>,
+    /// `10s`, `500ms`, or ms.
+    time_per_call: Option<spec::DurationMs>,
+}
+
+/// A size in bytes: a number, or a string with a unit (`KiB`, `MiB`, `GiB`, `KB`,
+/// `MB`, `GB`, `B`).
+#[derive(Debug, Clone, Copy)]
+struct ByteSize(usize);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(usize),
+            S(String),
+        }
+        let err = |s: &str| {
+            serde::de::Error::custom(format!(
+                "invalid size \"{s}\": use bytes or a unit, as in \"64MiB\""
+            ))
+        };
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => {
+                let t = s.trim();
+                let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+                let (num, unit) = t.split_at(split);
+                let n: usize = num.parse().map_err(|_| err(&s))?;
+                let mult: usize = match unit.trim() {
+                    "" | "B" => 1,
+                    "KiB" => 1 << 10,
+                    "MiB" => 1 << 20,
+                    "GiB" => 1 << 30,
+                    "KB" => 1_000,
+                    "MB" => 1_000_000,
+                    "GB" => 1_000_000_000,
+                    _ => return Err(err(&s)),
+                };
+                n.checked_mul(mult).map(ByteSize).ok_or_else(|| err(&s))
+            }
+        }
+    }
+}
+
+/// Creates [`WasmOperator`]s of one component, one per subtask.
+pub struct WasmOperatorFactory {
+    component: LoadedComponent,
+    config: Vec<(String, String)>,
+    limits: Limits,
+}
+
+impl OperatorFactory for WasmOperatorFactory {
+    fn create(
+        &self,
+        _subtask: usize,
+        _parallelism: usize,
+    ) -> Result<Box<dyn Operator>, OperatorError> {
+        Ok(Box::new(WasmOperator::new(
+            &self.component,
+            self.config.clone(),
+            self.limits.clone(),
+        )))
+    }
+}
+
+impl Resolver for JobResolver<'_> {
+    fn source(
+        &self,
+        connector: &str,
+        options: &serde_json::Value,
+        spec_dir: &Path,
+        field: &str,
+    ) -> Result<Arc<dyn SourceFactory>, ConnectorError> {
+        sluice_connectors::source_factory(connector, options, spec_dir, field)
+    }
+
+    fn sink(
+        &self,
+        connector: &str,
+        options: &serde_json::Value,
+        spec_dir: &Path,
+        field: &str,
+    ) -> Result<Arc<dyn SinkFactory>, ConnectorError> {
+        let dir = self.output_dir.as_deref().unwrap_or(spec_dir);
+        sluice_connectors::sink_factory(connector, options, dir, field)
+    }
+
+    fn operator(
+        &self,
+        _id: &str,
+        options: &serde_json::Value,
+        spec_dir: &Path,
+        field: &str,
+    ) -> Result<Arc<dyn OperatorFactory>, SpecError> {
+        let o: OperatorOptions = serde_path_to_error::deserialize(options).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            SpecError(if path == "." {
+                format!("{field}: {inner}")
+            } else {
+                format!("{field}.{path}: {inner}")
+            })
+        })?;
+        let path = spec_dir.join(&o.wasm);
+        let component = self
+            .wasm
+            .load_component(&path)
+            .map_err(|e| SpecError(format!("{field}.wasm: {e}")))?;
+        let mut limits = Limits::default();
+        if let Some(m) = o.limits.max_memory {
+            limits.max_memory_bytes = m.0;
+        }
+        if let Some(t) = o.limits.time_per_call {
+            limits.time_per_call = Duration::from_millis(t.0 as u64);
+        }
+        let config = o
+            .config
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect();
+        Ok(Arc::new(WasmOperatorFactory {
+            component,
+            config,
+            limits,
+        }))
+    }
+}
+
+/// Reads the spec at `path` and builds its job graph with `overrides`.
+pub fn build_graph(
+    path: &Path,
+    resolver: &JobResolver<'_>,
+    overrides: Overrides,
+) -> Result<JobGraph, SpecError> {
+    let loaded = spec::load(path)?;
+    loaded.spec.to_graph(&loaded.dir, resolver, overrides)
+}

@@ -1,0 +1,6 @@
+//! The `sluice` command's library: turns a job spec into a running job with the real
+//! connectors and the WASM runtime ([`job`]), and watches it ([`progress`]). The
+//! binary is a thin layer of argument parsing over it; the end-to-end tests use it too.
+
+pub mod job;
+pub mod progress;
