@@ -117,19 +117,21 @@ impl<'a> Batch<'a> {
     /// Event `i`. Panics if `i >= len()`.
     #[inline]
     pub fn get(&self, i: usize) -> Event<'a> {
-        let (k0, k1) = (
-            self.key_offsets[i] as usize,
-            self.key_offsets[i + 1] as usize,
-        );
-        let (v0, v1) = (
-            self.value_offsets[i] as usize,
-            self.value_offsets[i + 1] as usize,
-        );
-        Event {
-            timestamp: self.timestamps[i],
-            key: &self.key_data[k0..k1],
-            value: &self.value_data[v0..v1],
-            index: i,
+        assert!(i < self.len(), "event {i} of a batch of {}", self.len());
+        // SAFETY: `new` checked that both offset arrays have `len + 1` entries, never
+        // decrease and end at their buffer's length, so for `i < len` the four offsets
+        // exist and each slice lies inside its buffer.
+        unsafe {
+            let k0 = *self.key_offsets.get_unchecked(i) as usize;
+            let k1 = *self.key_offsets.get_unchecked(i + 1) as usize;
+            let v0 = *self.value_offsets.get_unchecked(i) as usize;
+            let v1 = *self.value_offsets.get_unchecked(i + 1) as usize;
+            Event {
+                timestamp: *self.timestamps.get_unchecked(i),
+                key: self.key_data.get_unchecked(k0..k1),
+                value: self.value_data.get_unchecked(v0..v1),
+                index: i,
+            }
         }
     }
 
