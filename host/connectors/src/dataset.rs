@@ -89,7 +89,7 @@ fn parse_npm(spec: &str) -> Result<NpmRef, String> {
 ///   registry: `sha256` is required. The file is looked up at
 ///   `<cache_dir()>/datasets/<package>@<version>/<path>`; if it is missing or its hash
 ///   does not match, the package is fetched with `npm pack` (the ordinary npm client,
-///   with the user's registry configuration), `package/<path>` is extracted from the
+///   with the user's registry configuration, `--loglevel=error`), `package/<path>` is extracted from the
 ///   tarball, checked, and stored atomically (temporary file, then rename).
 ///
 /// Errors: a missing file, a hash mismatch (giving both hashes), a malformed `npm:`
@@ -146,11 +146,18 @@ pub fn resolve_dataset(
             Err(e) => tracing::warn!("{e}; fetching it again"),
         }
     }
-    fetch_npm(&r, &expected, &dest, path)?;
+    fetch_npm("npm", &r, &expected, &dest, path)?;
     Ok(dest)
 }
 
-fn fetch_npm(r: &NpmRef, expected: &str, dest: &Path, what: &str) -> Result<(), ConnectorError> {
+/// Fetches `r` with the npm client `npm` into `dest`, checking its hash.
+fn fetch_npm(
+    npm: &str,
+    r: &NpmRef,
+    expected: &str,
+    dest: &Path,
+    what: &str,
+) -> Result<(), ConnectorError> {
     let parent = dest.parent().expect("dest has a parent");
     std::fs::create_dir_all(parent).map_err(|e| {
         ConnectorError(format!(
@@ -169,10 +176,11 @@ fn fetch_npm(r: &NpmRef, expected: &str, dest: &Path, what: &str) -> Result<(), 
         })?;
     let spec = format!("{}@{}", r.package, r.version);
     tracing::info!("fetching {spec} with npm pack for {what}");
-    let out = Command::new("npm")
+    let out = Command::new(npm)
         .args(["pack", &spec, "--pack-destination"])
         .arg(tmp.path())
-        .arg("--silent")
+        // Quiet on success, but unlike --silent still prints why it failed.
+        .arg("--loglevel=error")
         .current_dir(tmp.path())
         .output()
         .map_err(|e| {
@@ -302,5 +310,24 @@ mod tests {
         assert!(parse_npm("vega-datasets@3.2.1").is_err());
         assert!(parse_npm("vega-datasets@3.2.1/../x").is_err());
         assert!(parse_npm("vega-datasets@3.2.1//etc/passwd").is_err());
+    }
+
+    #[test]
+    fn npm_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = parse_npm("vega-datasets@3.2.1/data/x.csv").unwrap();
+        let e = fetch_npm(
+            "npm-not-installed-sluice",
+            &r,
+            "00",
+            &dir.path().join("a/x.csv"),
+            "npm:vega-datasets@3.2.1/data/x.csv",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("install Node.js/npm, or download the file and give its local path"),
+            "{e}"
+        );
     }
 }

@@ -186,41 +186,59 @@ impl Parser<'_> {
 }
 
 impl Expr {
-    /// Evaluates with integer arithmetic (`/` truncates toward zero); `None` on
-    /// overflow or division by zero. `col(i)` gives column `i`'s value.
-    #[inline]
-    pub(crate) fn eval_i64(&self, col: &impl Fn(usize) -> i64) -> Option<i64> {
-        Some(match self {
-            Expr::Lit(v) => *v,
-            Expr::Col(i) => col(*i),
-            Expr::Neg(e) => e.eval_i64(col)?.checked_neg()?,
-            Expr::Bin(op, a, b) => {
-                let (a, b) = (a.eval_i64(col)?, b.eval_i64(col)?);
-                match op {
-                    Op::Add => a.checked_add(b)?,
-                    Op::Sub => a.checked_sub(b)?,
-                    Op::Mul => a.checked_mul(b)?,
-                    Op::Div => a.checked_div(b)?,
+    /// Evaluates over whole columns (`cols[i]` is column `i`, each `n` values) with
+    /// integer arithmetic (`/` truncates toward zero); `Err(row)` names the first row that overflows or divides
+    /// by zero.
+    pub(crate) fn eval_vec_i64(&self, cols: &[Vec<i64>], n: usize) -> Result<Vec<i64>, usize> {
+        Ok(match self {
+            Expr::Lit(v) => vec![*v; n],
+            Expr::Col(i) => cols[*i].clone(),
+            Expr::Neg(e) => {
+                let mut x = e.eval_vec_i64(cols, n)?;
+                for (r, v) in x.iter_mut().enumerate() {
+                    *v = v.checked_neg().ok_or(r)?;
                 }
+                x
+            }
+            Expr::Bin(op, a, b) => {
+                let mut x = a.eval_vec_i64(cols, n)?;
+                let y = b.eval_vec_i64(cols, n)?;
+                let f = match op {
+                    Op::Add => i64::checked_add,
+                    Op::Sub => i64::checked_sub,
+                    Op::Mul => i64::checked_mul,
+                    Op::Div => i64::checked_div,
+                };
+                for (r, (v, w)) in x.iter_mut().zip(&y).enumerate() {
+                    *v = f(*v, *w).ok_or(r)?;
+                }
+                x
             }
         })
     }
 
-    /// Evaluates with `f64` arithmetic (used when a column is a float).
-    #[inline]
-    pub(crate) fn eval_f64(&self, col: &impl Fn(usize) -> f64) -> f64 {
+    /// Like [`Expr::eval_vec_i64`] with `f64` arithmetic (no errors: IEEE rules).
+    pub(crate) fn eval_vec_f64(&self, cols: &[Vec<f64>], n: usize) -> Vec<f64> {
         match self {
-            Expr::Lit(v) => *v as f64,
-            Expr::Col(i) => col(*i),
-            Expr::Neg(e) => -e.eval_f64(col),
+            Expr::Lit(v) => vec![*v as f64; n],
+            Expr::Col(i) => cols[*i].clone(),
+            Expr::Neg(e) => {
+                let mut x = e.eval_vec_f64(cols, n);
+                x.iter_mut().for_each(|v| *v = -*v);
+                x
+            }
             Expr::Bin(op, a, b) => {
-                let (a, b) = (a.eval_f64(col), b.eval_f64(col));
-                match op {
-                    Op::Add => a + b,
-                    Op::Sub => a - b,
-                    Op::Mul => a * b,
-                    Op::Div => a / b,
+                let mut x = a.eval_vec_f64(cols, n);
+                let y = b.eval_vec_f64(cols, n);
+                for (v, w) in x.iter_mut().zip(&y) {
+                    *v = match op {
+                        Op::Add => *v + w,
+                        Op::Sub => *v - w,
+                        Op::Mul => *v * w,
+                        Op::Div => *v / w,
+                    };
                 }
+                x
             }
         }
     }
@@ -232,12 +250,12 @@ mod tests {
 
     fn eval(src: &str, vals: &[(&str, i64)]) -> i64 {
         let p = parse(src).unwrap();
-        let v: Vec<i64> = p
+        let v: Vec<Vec<i64>> = p
             .columns
             .iter()
-            .map(|c| vals.iter().find(|(n, _)| n == c).unwrap().1)
+            .map(|c| vec![vals.iter().find(|(n, _)| n == c).unwrap().1])
             .collect();
-        p.expr.eval_i64(&|i| v[i]).unwrap()
+        p.expr.eval_vec_i64(&v, 1).unwrap()[0]
     }
 
     #[test]
@@ -268,10 +286,21 @@ mod tests {
     }
 
     #[test]
-    fn overflow_and_division_by_zero_are_none() {
-        let p = parse("a / b").unwrap();
-        assert_eq!(p.expr.eval_i64(&|i| [1, 0][i]), None);
+    fn overflow_and_division_by_zero_name_the_row() {
         let p = parse("a * 2").unwrap();
-        assert_eq!(p.expr.eval_i64(&|_| i64::MAX), None);
+        assert_eq!(p.expr.eval_vec_i64(&[vec![1, 2, i64::MAX, 3]], 4), Err(2));
+        let p = parse("-(a - 3) / b").unwrap();
+        assert_eq!(
+            p.expr.eval_vec_i64(&[vec![1, 9, 5], vec![1, 2, 0]], 3),
+            Err(2)
+        );
+        assert_eq!(
+            p.expr.eval_vec_i64(&[vec![1, 9], vec![1, 2]], 2),
+            Ok(vec![2, -3])
+        );
+        assert_eq!(
+            p.expr.eval_vec_f64(&[vec![1.0, 9.0], vec![1.0, 0.0]], 2),
+            vec![2.0, f64::NEG_INFINITY]
+        );
     }
 }

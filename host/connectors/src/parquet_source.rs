@@ -652,46 +652,59 @@ impl ParquetReader {
     /// Loads the whole input and sorts it by the `order_by` expression.
     fn load_sorted(&mut self) -> Result<Sorted, ConnectorError> {
         let ob = self.f.order_by.clone().expect("order_by");
+        let t0 = std::time::Instant::now();
         let mut chunks = Vec::new();
         while let Some(c) = self.next_chunk()? {
             chunks.push(c);
         }
         let total: usize = chunks.iter().map(|c| c.len).sum();
+        let t_read = t0.elapsed();
         if total > u32::MAX as usize {
             return Err(ConnectorError(format!(
                 "{}: {total} rows are too many to sort in memory",
                 self.f.path.display()
             )));
         }
-        let order: Vec<u32> = if ob.float {
-            let mut keys: Vec<(f64, u32)> = Vec::with_capacity(total);
-            for c in &chunks {
-                for i in 0..c.len {
-                    let k = ob.expr.eval_f64(&|j| c.order[j].float(i));
-                    keys.push((k, (c.start + i) as u32));
-                }
+        // Keys mapped to u64 in the same order, then a stable radix sort: ties keep
+        // row order.
+        let mut keys: Vec<(u64, u32)> = Vec::with_capacity(total);
+        for c in &chunks {
+            let rows = (c.start as u32)..;
+            if ob.float {
+                let cols: Vec<Vec<f64>> = c
+                    .order
+                    .iter()
+                    .map(|o| (0..c.len).map(|i| o.float(i)).collect())
+                    .collect();
+                let k = ob.expr.eval_vec_f64(&cols, c.len);
+                keys.extend(k.into_iter().map(f64_key).zip(rows));
+            } else {
+                let cols: Vec<Vec<i64>> = c
+                    .order
+                    .iter()
+                    .map(|o| (0..c.len).map(|i| o.int(i)).collect())
+                    .collect();
+                let k = ob.expr.eval_vec_i64(&cols, c.len).map_err(|i| {
+                    self.err_at(
+                        c.start + i,
+                        format!("order_by '{}' overflows or divides by zero", ob.text),
+                    )
+                })?;
+                keys.extend(k.into_iter().map(|k| (k as u64) ^ (1 << 63)).zip(rows));
             }
-            keys.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            keys.into_iter().map(|k| k.1).collect()
-        } else {
-            let mut keys: Vec<(i64, u32)> = Vec::with_capacity(total);
-            for c in &chunks {
-                for i in 0..c.len {
-                    let k = ob.expr.eval_i64(&|j| c.order[j].int(i)).ok_or_else(|| {
-                        self.err_at(
-                            c.start + i,
-                            format!("order_by '{}' overflows or divides by zero", ob.text),
-                        )
-                    })?;
-                    keys.push((k, (c.start + i) as u32));
-                }
-            }
-            keys.sort_unstable();
-            keys.into_iter().map(|k| k.1).collect()
-        };
+        }
+        let t_eval = t0.elapsed();
+        let order = radix_sort(keys);
         for c in &mut chunks {
             c.order.clear();
         }
+        tracing::debug!(
+            "{}: read {total} rows in {t_read:?}, evaluated '{}' in {:?}, sorted in {:?}",
+            self.f.path.display(),
+            ob.text,
+            t_eval - t_read,
+            t0.elapsed() - t_eval
+        );
         let starts = chunks.iter().map(|c| c.start).collect();
         Ok(Sorted {
             chunks,
@@ -700,6 +713,72 @@ impl ParquetReader {
             pos: 0,
         })
     }
+}
+
+/// Maps an f64 to a u64 with the same order as `f64::total_cmp`.
+#[inline]
+fn f64_key(v: f64) -> u64 {
+    let b = v.to_bits();
+    if b >> 63 == 1 { !b } else { b ^ (1 << 63) }
+}
+
+/// Sorts `(key, row)` pairs (rows increasing) by key, stably, and returns the rows in
+/// order: an LSD radix sort over the significant bits of `key - min`, on `key << row_bits
+/// | row` packed in a u64 when that fits (it does for timestamps in ms and millions of
+/// rows), else on the pairs.
+fn radix_sort(keys: Vec<(u64, u32)>) -> Vec<u32> {
+    let Some(min) = keys.iter().map(|k| k.0).min() else {
+        return Vec::new();
+    };
+    let max = keys.iter().map(|k| k.0 - min).max().unwrap_or(0);
+    let key_bits = 64 - max.leading_zeros();
+    let row_bits = 64 - (keys.len() as u64).leading_zeros();
+    if key_bits + row_bits <= 64 {
+        let packed: Vec<u64> = keys
+            .iter()
+            .map(|&(k, r)| ((k - min) << row_bits) | r as u64)
+            .collect();
+        drop(keys);
+        let sorted = lsd(packed, |v| v >> row_bits, key_bits);
+        let mask = (1u64 << row_bits) - 1;
+        sorted.into_iter().map(|v| (v & mask) as u32).collect()
+    } else {
+        lsd(keys, |k| k.0 - min, key_bits)
+            .into_iter()
+            .map(|k| k.1)
+            .collect()
+    }
+}
+
+/// Stable LSD radix sort of `v` by the low `bits` bits of `key`, 11 bits a pass.
+fn lsd<T: Copy + Default>(mut v: Vec<T>, key: impl Fn(T) -> u64, bits: u32) -> Vec<T> {
+    const DIGIT: u32 = 11;
+    let mut tmp = vec![T::default(); v.len()];
+    let mut shift = 0;
+    while shift < bits {
+        let mut pos = vec![0usize; 1 << DIGIT];
+        for &x in &v {
+            pos[((key(x) >> shift) & ((1 << DIGIT) - 1)) as usize] += 1;
+        }
+        if pos.iter().all(|&c| c == 0 || c == v.len()) {
+            shift += DIGIT;
+            continue;
+        }
+        let mut acc = 0;
+        for p in pos.iter_mut() {
+            let c = *p;
+            *p = acc;
+            acc += c;
+        }
+        for &x in &v {
+            let d = ((key(x) >> shift) & ((1 << DIGIT) - 1)) as usize;
+            tmp[pos[d]] = x;
+            pos[d] += 1;
+        }
+        std::mem::swap(&mut v, &mut tmp);
+        shift += DIGIT;
+    }
+    v
 }
 
 #[inline]
@@ -778,5 +857,60 @@ impl SourceReader for ParquetReader {
         } else {
             SourcePoll::Data
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(keys: Vec<u64>) {
+        let pairs: Vec<(u64, u32)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| (k, i as u32))
+            .collect();
+        let mut want: Vec<u32> = (0..keys.len() as u32).collect();
+        want.sort_by_key(|&i| keys[i as usize]);
+        assert_eq!(radix_sort(pairs), want);
+    }
+
+    #[test]
+    fn radix_sort_is_a_stable_sort() {
+        let mut x: u64 = 99;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        check(vec![]);
+        check(vec![5]);
+        check((0..5000).map(|_| rnd() % 100).collect()); // many ties
+        check((0..5000).map(|_| rnd() % (1 << 40) + (1 << 63)).collect()); // packed path
+        check((0..5000).map(|_| rnd()).collect()); // full range: pairs path
+        let floats = [
+            3.5,
+            -0.0,
+            0.0,
+            -7.25,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            -1e-300,
+            3.5,
+        ];
+        let keys: Vec<u64> = floats.iter().map(|&f| f64_key(f)).collect();
+        let mut want: Vec<u32> = (0..floats.len() as u32).collect();
+        want.sort_by(|&a, &b| floats[a as usize].total_cmp(&floats[b as usize]));
+        assert_eq!(
+            radix_sort(
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, &k)| (k, i as u32))
+                    .collect()
+            ),
+            want
+        );
     }
 }

@@ -908,3 +908,38 @@ fn real_flights_order_by_timing() {
         assert!(sorted);
     }
 }
+
+#[test]
+fn parquet_order_by_floats_and_nulls() {
+    let dir = tempfile::tempdir().unwrap();
+    write_parquet(&dir.path().join("t.parquet"), &mixed_table(), 2);
+    let o = |ob: &str| json!({"path": "t.parquet", "event_time": "ts", "columns": ["delay"], "order_by": ob});
+    // ratio (f32) makes the expression f64: keys 6, 3, -11, -11.5, 13.
+    let f = source("parquet", o("ratio * 2 - delay"), dir.path()).unwrap();
+    let b = drain(&f, 0, 1).unwrap();
+    let delays: Vec<i32> = b
+        .iter()
+        .map(|e| Reader::new(e.value).i32().unwrap())
+        .collect();
+    assert_eq!(delays, vec![12, 7, 0, -5, 3]);
+    let e = drain(
+        &source("parquet", o("maybe + 1"), dir.path()).unwrap(),
+        0,
+        1,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("t.parquet: row 2 (0-based): column 'maybe' of order_by 'maybe + 1' is null"),
+        "{e}"
+    );
+    let e = drain(
+        &source("parquet", o("delay / (delay - 7)"), dir.path()).unwrap(),
+        0,
+        1,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("row 2 (0-based): order_by 'delay / (delay - 7)' overflows or divides by zero"),
+        "{e}"
+    );
+}
