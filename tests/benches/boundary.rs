@@ -29,7 +29,11 @@ fn batch(n: usize) -> Batch {
     const KEYS: [&[u8; 3]; 4] = [b"ORD", b"SFO", b"JFK", b"LAX"];
     let mut b = Batch::with_capacity(n, n * 11);
     for i in 0..n {
-        b.push(1_700_000_000_000 + i as i64, KEYS[i % 4], &(i as u64).to_le_bytes());
+        b.push(
+            1_700_000_000_000 + i as i64,
+            KEYS[i % 4],
+            &(i as u64).to_le_bytes(),
+        );
     }
     b.push_watermark(1_700_000_000_000 + n as i64);
     b
@@ -45,9 +49,16 @@ fn ctx() -> OperatorContext {
 
 fn main() {
     let plugins = sluice_tests::plugins::build();
-    let cache = plugins.parent().unwrap().parent().unwrap().join("host-cache");
+    let cache = plugins
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("host-cache");
     let runtime = WasmRuntime::new(RuntimeConfig::with_cache_dir(cache)).unwrap();
-    let component = runtime.load_component(plugins.join("identity.wasm")).unwrap();
+    let component = runtime
+        .load_component(plugins.join("identity.wasm"))
+        .unwrap();
 
     // Instantiate + init.
     let rounds = 200;
@@ -73,11 +84,18 @@ fn main() {
     );
     for &n in &[1usize, 64, 1024, 8192] {
         let input = batch(n);
-        let mut sink = Sink { events: 0, last: None };
+        let mut sink = Sink {
+            events: 0,
+            last: None,
+        };
         for _ in 0..50 {
             op.process_batch(input.clone(), &mut sink).unwrap();
         }
-        assert_eq!(sink.last.as_ref(), Some(&input), "identity must return the batch");
+        assert_eq!(
+            sink.last.as_ref(),
+            Some(&input),
+            "identity must return the batch"
+        );
         // Cloning the input is the caller's cost (a batch arrives owned): clones are made
         // outside the timed loop.
         let per_round = (200_000 / n).clamp(20, 50_000);

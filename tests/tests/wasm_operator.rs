@@ -270,6 +270,7 @@ fn a_panic_is_a_fault_with_the_panic_message_and_kills_the_instance() {
     b.push(2, b"", b"bad");
     let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
     let text = err.to_string();
+    eprintln!("{text}");
     assert!(matches!(err, OperatorError::Fault { .. }), "{err:?}");
     assert!(text.contains("operator 'faulty' (subtask 1/2)"), "{text}");
     assert!(text.contains("trapped"), "{text}");
@@ -297,6 +298,7 @@ fn a_memory_bomb_hits_the_memory_limit_and_the_host_lives_on() {
         .process_batch(b.clone(), &mut Collected::default())
         .unwrap_err();
     let text = err.to_string();
+    eprintln!("{text}");
     assert!(matches!(err, OperatorError::Fault { .. }), "{err:?}");
     assert!(text.contains("operator 'bomb'"), "{text}");
     assert!(text.contains("memory limit of 16 MiB"), "{text}");
@@ -320,6 +322,7 @@ fn an_infinite_loop_ends_at_the_time_limit() {
     let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
     let took = start.elapsed();
     let text = err.to_string();
+    eprintln!("{text}");
     assert!(text.contains("operator 'loop'"), "{text}");
     assert!(
         text.contains("exceeded its time limit of 200 ms per batch"),
@@ -385,6 +388,7 @@ fn load_errors_say_what_is_wrong_with_the_file() {
         .load_component(plugins::wasm("test-other-world"))
         .unwrap_err();
     let text = err.to_string();
+    eprintln!("{text}");
     assert!(matches!(err, LoadError::WrongWorld { .. }), "{err:?}");
     assert!(text.contains("test_other_world.wasm"), "{text}");
     assert!(
@@ -399,6 +403,7 @@ fn load_errors_say_what_is_wrong_with_the_file() {
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let err = rt.load_component(&core).unwrap_err();
     assert!(matches!(err, LoadError::CoreModule { .. }), "{err:?}");
+    eprintln!("{err}");
     assert!(
         err.to_string().contains("core.wasm") && err.to_string().contains("wasm32-wasip2"),
         "{err}"
@@ -409,6 +414,7 @@ fn load_errors_say_what_is_wrong_with_the_file() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let err = rt.load_component(&truncated).unwrap_err();
     assert!(matches!(err, LoadError::Invalid { .. }), "{err:?}");
+    eprintln!("{err}");
     assert!(err.to_string().contains("truncated.wasm"), "{err}");
 
     let text_file = dir.path().join("notes.wasm");

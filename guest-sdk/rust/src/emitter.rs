@@ -33,6 +33,7 @@ impl Columns {
         }
     }
 
+    #[cfg_attr(not(target_family = "wasm"), allow(dead_code))] // used by the wasm glue
     fn sizes(&self) -> Sizes {
         Sizes {
             events: self.timestamps.len(),
@@ -134,6 +135,7 @@ impl Emitter {
 
     /// Ends the batch: moves the main and side columns out (the canonical ABI copies them
     /// to the host) and remembers their sizes for the next batch.
+    #[cfg_attr(not(target_family = "wasm"), allow(dead_code))] // used by the wasm glue
     pub(crate) fn finish(&mut self) -> (Columns, Vec<(String, Columns)>) {
         let main = std::mem::take(&mut self.main);
         self.main_sizes = main.sizes();
@@ -263,7 +265,9 @@ mod tests {
         }
     }
 
-    fn columns(values: &[&[u8]]) -> (Vec<i64>, Vec<u32>, Vec<u8>, Vec<u32>, Vec<u8>) {
+    type Cols = (Vec<i64>, Vec<u32>, Vec<u8>, Vec<u32>, Vec<u8>);
+
+    fn columns(values: &[&[u8]]) -> Cols {
         let ts = (0..values.len() as i64).collect();
         let ko = vec![0; values.len() + 1];
         let mut vo = vec![0];

@@ -372,8 +372,19 @@ fn mib(bytes: usize) -> String {
     if bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
-        format!("{bytes} bytes")
+        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
     }
+}
+
+/// The guest's stderr for a fault message: std's hint about `RUST_BACKTRACE` (which
+/// the guest cannot use) dropped.
+fn quote_stderr(tail: &str) -> String {
+    tail.lines()
+        .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE=1`"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
 }
 
 fn describe_trap(
@@ -402,9 +413,10 @@ fn describe_trap(
             None => format!("{what} failed: {e:#}"),
         }
     };
-    if !stderr_tail.is_empty() {
+    let stderr = quote_stderr(stderr_tail);
+    if !stderr.is_empty() {
         message.push_str("; guest stderr: ");
-        message.push_str(stderr_tail);
+        message.push_str(&stderr);
     }
     message
 }
