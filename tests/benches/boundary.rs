@@ -61,13 +61,19 @@ fn main() {
         .unwrap();
 
     // Instantiate + init.
-    let rounds = 200;
-    let mut ops = Vec::with_capacity(rounds);
+    let rounds = std::env::var("BOUNDARY_INSTANTIATE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut ops = Vec::with_capacity(100);
     let start = Instant::now();
     for _ in 0..rounds {
         let mut op = WasmOperator::new(&component, vec![], Limits::default());
         op.open(&ctx()).unwrap();
         ops.push(op);
+        if ops.len() == 100 {
+            ops.clear(); // stay within the instance pool
+        }
     }
     let per = start.elapsed() / rounds as u32;
     drop(ops);

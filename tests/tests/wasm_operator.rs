@@ -336,6 +336,27 @@ fn an_infinite_loop_ends_at_the_time_limit() {
 }
 
 #[test]
+fn sleeping_is_refused_rather_than_blocking_the_thread() {
+    let limits = Limits {
+        time_per_call: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let mut op = open("test-faults", "sleepy", &[("mode", "sleep")], limits);
+    let mut b = Batch::new();
+    b.push(1, b"", b"zzz");
+    let start = Instant::now();
+    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    let text = err.to_string();
+    eprintln!("{text}");
+    assert!(matches!(err, OperatorError::Fault { .. }), "{err:?}");
+    assert!(
+        text.contains("operator 'sleepy'") && text.contains("tried to sleep"),
+        "{text}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
 fn typed_errors_are_returned() {
     let mut op = open(
         "test-faults",

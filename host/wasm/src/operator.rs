@@ -410,7 +410,7 @@ fn describe_trap(
     } else {
         match trap {
             Some(t) => format!("{what} trapped: {t}"),
-            None => format!("{what} failed: {e:#}"),
+            None => format!("{what} failed: {}", e.root_cause()),
         }
     };
     let stderr = quote_stderr(stderr_tail);

@@ -212,6 +212,7 @@ impl WasmRuntime {
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
         OperatorWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        forbid_sleeping(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -349,6 +350,30 @@ impl WasmRuntime {
         }
         Ok((component, outcome))
     }
+}
+
+/// Replaces WASI's timers (`subscribe-duration`, `subscribe-instant` of
+/// `wasi:clocks/monotonic-clock`) with functions that trap: epoch deadlines interrupt
+/// only guest code, so a guest blocked in a host sleep would hold its thread past its
+/// time limit. An operator that sleeps (`std::thread::sleep`) fails with a clear fault.
+fn forbid_sleeping(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    for name in ["subscribe-duration", "subscribe-instant"] {
+        clock.func_wrap(
+            name,
+            move |_store, (_t,): (u64,)| -> wasmtime::Result<(Resource<DynPollable>,)> {
+                Err(wasmtime::format_err!(
+                    "the operator tried to sleep or wait on a timer (wasi:clocks {name}), which \
+                 Sluice operators may not do"
+                ))
+            },
+        )?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// Checks the component's exports against the world's, naming what is missing.

@@ -7,6 +7,7 @@
 //! - `error`: returns an `invalid-input` error.
 //! - `init-error`: `init` returns `invalid-config`.
 //! - `side`: passes events through and copies each to side output `copy`.
+//! - `sleep`: sleeps for a minute in `process` (the host must refuse to block).
 
 use sluice_guest::{Config, Emitter, Error, Event, Operator};
 
@@ -16,6 +17,7 @@ enum Mode {
     InfiniteLoop,
     Error,
     Side,
+    Sleep,
 }
 
 struct Faults {
@@ -31,6 +33,7 @@ impl Operator for Faults {
             "infinite-loop" => Mode::InfiniteLoop,
             "error" => Mode::Error,
             "side" => Mode::Side,
+            "sleep" => Mode::Sleep,
             "init-error" => {
                 return Err(Error::invalid_config("init-error mode: refusing to start"));
             }
@@ -66,6 +69,7 @@ impl Operator for Faults {
                     String::from_utf8_lossy(event.value)
                 )));
             }
+            Mode::Sleep => std::thread::sleep(std::time::Duration::from_secs(60)),
             Mode::Side => out.emit_side("copy", event.timestamp, event.key, event.value),
         }
         out.emit(event.timestamp, event.key, event.value);
