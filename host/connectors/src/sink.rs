@@ -5,13 +5,12 @@
 //! values if not UTF-8>,"value":<the value rendered by ValueFormat::render_json>}`;
 //! `write: value` writes only the rendered value.
 
-use crate::time::{push_json_str, write_rfc3339_ms};
+use crate::time::{push_i64, push_json_str, write_rfc3339_ms};
 use crate::{ConnectorError, parse_options};
 use serde::Deserialize;
 use sluice_core::batch::Batch;
 use sluice_core::connector::{Sink, SinkFactory};
 use sluice_core::format::ValueFormat;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -56,7 +55,9 @@ impl Renderer {
         let out = &mut self.line;
         out.clear();
         if self.write == WriteOpt::Event {
-            let _ = write!(out, "{{\"timestamp\":{timestamp},\"time\":\"");
+            out.push_str("{\"timestamp\":");
+            push_i64(out, timestamp);
+            out.push_str(",\"time\":\"");
             write_rfc3339_ms(out, timestamp);
             out.push_str("\",\"key\":");
             match std::str::from_utf8(key) {
@@ -67,7 +68,7 @@ impl Renderer {
                         if i > 0 {
                             out.push(',');
                         }
-                        let _ = write!(out, "{b}");
+                        push_i64(out, *b as i64);
                     }
                     out.push(']');
                 }

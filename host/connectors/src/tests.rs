@@ -943,3 +943,54 @@ fn parquet_order_by_floats_and_nulls() {
         "{e}"
     );
 }
+
+/// Writes the real 3M-row file through the jsonl sink; prints the time. Run:
+/// `cargo test -p sluice-connectors --release -- --ignored real_flights_sink --nocapture`.
+#[test]
+#[ignore]
+fn real_flights_sink_timing() {
+    let real = Path::new("/work/shared/data/flights-3m.parquet");
+    if !real.is_file() {
+        eprintln!("skipped: {} is not here", real.display());
+        return;
+    }
+    let f = source(
+        "parquet",
+        json!({"path": real, "event_time": "date"}),
+        Path::new("/"),
+    )
+    .unwrap();
+    let mut r = f.create_reader(0, 1).unwrap();
+    let mut batches = Vec::new();
+    loop {
+        let mut b = Batch::with_capacity(8192, 8192 * 40);
+        if r.poll_batch(&mut b, 8192).unwrap() == SourcePoll::End {
+            break;
+        }
+        batches.push(b);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let row_groups = f.max_parallelism();
+    for write in ["event", "value"] {
+        let sink = sink_factory(
+            "jsonl",
+            &json!({"path": "out.jsonl", "write": write}),
+            dir.path(),
+            "sinks[0]",
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        let mut s = sink.create_sink(0, 1, &f.value_format()).unwrap();
+        for b in &batches {
+            s.write_batch(b).unwrap();
+        }
+        s.finish().unwrap();
+        let size = std::fs::metadata(dir.path().join("out.jsonl"))
+            .unwrap()
+            .len();
+        eprintln!(
+            "jsonl sink, write {write}: 3M events, {size} bytes in {:?} (file has {row_groups} row groups)",
+            t.elapsed()
+        );
+    }
+}
