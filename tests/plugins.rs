@@ -64,7 +64,7 @@ pub fn build() -> PathBuf {
 }
 
 /// The built component of plugin crate `name` (`flight_delays`, `identity`,
-/// `test_faults`, `test_other_world`; dashes are accepted too), building the plugins
+/// `test_faults`, `test_other_world`, `test_extra_import`; dashes are accepted too), building the plugins
 /// first if needed.
 pub fn wasm(name: &str) -> PathBuf {
     let path = build().join(format!("{}.wasm", name.replace('-', "_")));

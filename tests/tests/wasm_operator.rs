@@ -418,6 +418,20 @@ fn load_errors_say_what_is_wrong_with_the_file() {
     );
     assert!(text.contains("process"), "names what it exports: {text}");
 
+    let err = rt
+        .load_component(plugins::wasm("test-extra-import"))
+        .unwrap_err();
+    let text = err.to_string();
+    eprintln!("{text}");
+    assert!(
+        matches!(err, LoadError::UnsupportedImport { .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("test_extra_import.wasm") && text.contains("sluice-test:extra/secret"),
+        "{text}"
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let core = dir.path().join("core.wasm");
     // The smallest core module: header and version 1.

@@ -296,7 +296,10 @@ impl WasmOperator {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(CallError::Returned(e)),
             Err(e) => {
-                let refused = inst.store.data().limiter.memory_refused;
+                let limiter = &inst.store.data().limiter;
+                let refused = limiter
+                    .memory_refused
+                    .map(|(cur, want)| (cur, want, limiter.max_memory));
                 let message = describe_trap(&e, what, &self.limits, refused, &stderr_tail);
                 self.instance = None;
                 self.dead = Some(message.clone());
@@ -391,7 +394,7 @@ fn describe_trap(
     e: &wasmtime::Error,
     what: &str,
     limits: &Limits,
-    memory_refused: Option<(usize, usize)>,
+    memory_refused: Option<(usize, usize, usize)>,
     stderr_tail: &str,
 ) -> String {
     let trap = e.downcast_ref::<Trap>();
@@ -400,10 +403,10 @@ fn describe_trap(
             "{what} exceeded its time limit of {} ms per batch",
             limits.time_per_call.as_millis()
         )
-    } else if let Some((current, desired)) = memory_refused {
+    } else if let Some((current, desired, max)) = memory_refused {
         format!(
             "{what} exceeded its memory limit of {} (growing linear memory from {} to {} was refused)",
-            mib(limits.max_memory_bytes),
+            mib(max),
             mib(current),
             mib(desired)
         )
