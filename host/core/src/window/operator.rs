@@ -80,7 +80,7 @@ enum TimerKind {
 ///   its last firing is then final.
 ///
 /// Each firing emits one event: timestamp `w.end - 1`, the key, and a JSON object value
-/// `{"key", "window_start", "window_end", "start", "end", "timing": "on_time"|"late",
+/// `{"key", "window_start", "window_end" (ms), "start" (RFC 3339 UTC), "timing": "on_time"|"late",
 /// "firing": n, <aggregates>}`, where `firing` counts the window's earlier firings. The
 /// last firing of a window (highest `firing`) is its final value.
 ///
@@ -171,8 +171,6 @@ impl WindowOperator {
             w.start, w.end
         );
         write_time(json, w.start);
-        json.push_str("\",\"end\":\"");
-        write_time(json, w.end);
         let _ = write!(
             json,
             "\",\"timing\":\"{}\",\"firing\":{},",
