@@ -6,7 +6,8 @@ use sluice_core::operator::{Collector, Operator, OperatorContext, OperatorError}
 use sluice_packed::{Reader, Writer};
 use sluice_tests::plugins;
 use sluice_wasm::{
-    CacheOutcome, Limits, LoadError, LoadedComponent, RuntimeConfig, WasmOperator, WasmRuntime,
+    CacheOutcome, Grants, Limits, LoadError, LoadedComponent, RuntimeConfig, WasmOperator,
+    WasmRuntime,
 };
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -508,4 +509,82 @@ fn compiled_components_are_cached_on_disk() {
         fourth.load_component(&wasm).unwrap().cache_outcome(),
         CacheOutcome::Hit
     );
+}
+
+#[test]
+fn clocks_are_frozen_unless_granted() {
+    let mut b = Batch::new();
+    b.push(1, b"", b"now?");
+    let read = |op: &mut WasmOperator| {
+        let mut out = Collected::default();
+        op.process_batch(b.clone(), &mut out).unwrap();
+        i64::from_le_bytes(out.main[0].value(0).try_into().unwrap())
+    };
+    let mut op = open(
+        "test-faults",
+        "clock",
+        &[("mode", "clock")],
+        Limits::default(),
+    );
+    assert_eq!(read(&mut op), 0, "the sandbox's wall clock reads the epoch");
+    let mut op = WasmOperator::new(
+        &load("test-faults"),
+        config(&[("mode", "clock")]),
+        Limits::default(),
+    )
+    .with_grants(Grants { clocks: true });
+    op.open(&ctx("clock")).unwrap();
+    assert!(
+        read(&mut op) > 1_600_000_000_000,
+        "a granted clock is the host's"
+    );
+}
+
+#[test]
+fn guest_output_and_log_calls_reach_tracing_with_the_operator() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        // test-faults logs at init (host.log) and prints to stdout.
+        let mut op = open(
+            "test-faults",
+            "chatty",
+            &[("mode", "side")],
+            Limits::default(),
+        );
+        let mut b = Batch::new();
+        b.push(1, b"", b"x");
+        op.process_batch(b, &mut Collected::default()).unwrap();
+    });
+    let logged = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    eprintln!("{logged}");
+    assert!(
+        logged.contains("test-faults starting in mode side"),
+        "{logged}"
+    );
+    assert!(logged.contains("test-faults: init done"), "{logged}");
+    assert!(
+        logged.contains("operator 'chatty' (subtask 1/2)"),
+        "{logged}"
+    );
+    assert!(logged.contains("stdout"), "{logged}");
 }

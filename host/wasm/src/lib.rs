@@ -9,8 +9,9 @@
 //!   `.wasm` file into a [`LoadedComponent`], ready to instantiate; [`LoadError`] says
 //!   clearly what is wrong with a file that is not an operator.
 //! - [`WasmOperator`]: one instance of a component per subtask, with [`Limits`] on memory
-//!   and time, in a WASI sandbox that grants nothing (no files, env, args, network);
-//!   its stdout/stderr and `log` calls go to `tracing`.
+//!   and time, in a WASI sandbox that grants nothing (no files, env, args, network,
+//!   timers; clocks frozen unless [`Grants`] allow them); its stdout/stderr and `log`
+//!   calls go to `tracing` (target `sluice::guest`, field `operator`).
 //!
 //! ```no_run
 //! use sluice_wasm::{Limits, WasmOperator, WasmRuntime};
@@ -31,7 +32,7 @@ mod pipe;
 mod runtime;
 
 pub use cache::CacheOutcome;
-pub use operator::{Limits, WasmOperator};
+pub use operator::{Grants, Limits, WasmOperator};
 pub use runtime::{LoadError, LoadedComponent, RuntimeConfig, RuntimeError, WasmRuntime};
 
 /// The WIT package version this host implements.

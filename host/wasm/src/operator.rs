@@ -50,6 +50,42 @@ impl Default for Limits {
     }
 }
 
+/// What the sandbox grants an operator beyond computing: by default nothing.
+///
+/// Whatever the grants, an operator never gets files, environment variables,
+/// arguments, network access or timers (sleeping traps; see
+/// [`WasmRuntime`](crate::WasmRuntime)), and its stdout and stderr go to the host's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Let the operator read the host's wall clock and monotonic clock. Without this
+    /// grant both clocks read 0 (the Unix epoch; a monotonic clock that never
+    /// advances), which keeps an operator's output a function of its input, so that
+    /// replays after a failure produce the same events. Default: false.
+    pub clocks: bool,
+}
+
+/// A clock frozen at 0: the wall clock at the Unix epoch, the monotonic clock at its
+/// origin.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 /// Enforces [`Limits`] and remembers whether a memory growth was refused.
 struct Limiter {
     max_memory: usize,
@@ -169,6 +205,7 @@ pub struct WasmOperator {
     component: LoadedComponent,
     config: Vec<(String, String)>,
     limits: Limits,
+    grants: Grants,
     context: String,
     instance: Option<Instance>,
     /// Why the instance is gone, once it faulted.
@@ -204,10 +241,18 @@ impl WasmOperator {
             component: component.clone(),
             config,
             limits,
+            grants: Grants::default(),
             context: "operator (not opened)".to_string(),
             instance: None,
             dead: None,
         }
+    }
+
+    /// Grants the operator more than the default sandbox (see [`Grants`]). Takes effect
+    /// at the next [`Operator::open`].
+    pub fn with_grants(mut self, grants: Grants) -> WasmOperator {
+        self.grants = grants;
+        self
     }
 
     /// The limits this operator runs under.
@@ -226,14 +271,17 @@ impl WasmOperator {
         let stdout = CapturePipe::new(self.limits.output_capture_bytes);
         let stderr = CapturePipe::new(self.limits.output_capture_bytes);
         // Nothing inherited: no args, no env, no preopened directories, no network
-        // (sockets are denied; `allow_*` left off), stdin closed.
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
+        // (sockets denied), stdin closed; clocks frozen unless granted.
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if !self.grants.clocks {
+            wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
+        let wasi = wasi.build();
         let max_memory = self
             .limits
             .max_memory_bytes

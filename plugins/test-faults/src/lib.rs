@@ -7,6 +7,8 @@
 //! - `error`: returns an `invalid-input` error.
 //! - `init-error`: `init` returns `invalid-config`.
 //! - `side`: passes events through and copies each to side output `copy`.
+//! - `clock`: emits each event with its value replaced by the wall clock's time (ms since
+//!   the epoch, i64 little-endian).
 //! - `sleep`: sleeps for a minute in `process` (the host must refuse to block).
 
 use sluice_guest::{Config, Emitter, Error, Event, Operator};
@@ -18,6 +20,7 @@ enum Mode {
     Error,
     Side,
     Sleep,
+    Clock,
 }
 
 struct Faults {
@@ -34,11 +37,18 @@ impl Operator for Faults {
             "error" => Mode::Error,
             "side" => Mode::Side,
             "sleep" => Mode::Sleep,
+            "clock" => Mode::Clock,
             "init-error" => {
                 return Err(Error::invalid_config("init-error mode: refusing to start"));
             }
             other => return Err(Error::invalid_config(format!("unknown mode '{other}'"))),
         };
+        // Exercise both ways a guest's text reaches the host's log.
+        sluice_guest::log(
+            sluice_guest::LogLevel::Debug,
+            &format!("test-faults starting in mode {}", config.require("mode")?),
+        );
+        println!("test-faults: init done");
         Ok(Faults {
             mode,
             hoard: Vec::new(),
@@ -68,6 +78,13 @@ impl Operator for Faults {
                     "cannot handle value {:?}",
                     String::from_utf8_lossy(event.value)
                 )));
+            }
+            Mode::Clock => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(-1, |d| d.as_millis() as i64);
+                out.emit(event.timestamp, event.key, &now.to_le_bytes());
+                return Ok(());
             }
             Mode::Sleep => std::thread::sleep(std::time::Duration::from_secs(60)),
             Mode::Side => out.emit_side("copy", event.timestamp, event.key, event.value),
