@@ -8,7 +8,10 @@
 //! writers (threads or processes) are harmless. An entry that fails to load (corrupt,
 //! truncated) is recompiled and rewritten.
 //!
-//! The cache directory must be trusted: its entries are native code, loaded as is.
+//! The cache directory must be trusted: its entries are native code, loaded as is. Loaded
+//! components map their entry's file: an entry must only ever be replaced by renaming a
+//! new file over it (as `store` does), never truncated or rewritten in place, or the
+//! processes using it fault (SIGBUS). Deleting entries is safe.
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
