@@ -79,7 +79,6 @@ mod sink;
 mod time;
 
 pub use dataset::{cache_dir, resolve_dataset};
-pub use time::write_rfc3339_ms;
 
 /// The source connectors [`source_factory`] knows.
 pub const SOURCE_CONNECTORS: &[&str] = &["parquet", "csv", "jsonl"];

@@ -291,7 +291,7 @@ impl SourceFactory for ParquetSourceFactory {
             if i > 0 {
                 s.push(',');
             }
-            crate::time::push_json_str(&mut s, c);
+            sluice_core::format::write_json_str(&mut s, c);
             s.push(':');
             prefixes.push(s.into_bytes());
         }

@@ -5,12 +5,13 @@
 //! values if not UTF-8>,"value":<the value rendered by ValueFormat::render_json>}`;
 //! `write: value` writes only the rendered value.
 
-use crate::time::{push_i64, push_json_str, write_rfc3339_ms};
 use crate::{ConnectorError, parse_options};
 use serde::Deserialize;
 use sluice_core::batch::Batch;
 use sluice_core::connector::{Sink, SinkFactory};
 use sluice_core::format::ValueFormat;
+use sluice_core::format::{write_i64 as push_i64, write_json_str as push_json_str};
+use sluice_core::time::write_rfc3339_ms;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -198,12 +198,8 @@ fn render_packed(
         out.push(':');
         match f.ty {
             FieldType::Bool => out.push_str(if r.bool()? { "true" } else { "false" }),
-            FieldType::I32 => {
-                let _ = write!(out, "{}", r.i32()?);
-            }
-            FieldType::I64 => {
-                let _ = write!(out, "{}", r.i64()?);
-            }
+            FieldType::I32 => write_i64(out, r.i32()? as i64),
+            FieldType::I64 => write_i64(out, r.i64()?),
             FieldType::F64 => write_json_f64(out, r.f64()?),
             FieldType::Str => write_json_str(out, r.str()?),
             FieldType::Bytes => write_json_str(out, &String::from_utf8_lossy(r.bytes()?)),
@@ -238,6 +234,26 @@ pub fn write_json_str(out: &mut String, s: &str) {
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Appends `v` in decimal without going through `fmt`.
+#[inline]
+pub fn write_i64(out: &mut String, v: i64) {
+    let mut b = [0u8; 20];
+    let mut i = b.len();
+    let mut u = v.unsigned_abs();
+    loop {
+        i -= 1;
+        b[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    out.push_str(std::str::from_utf8(&b[i..]).expect("ASCII"));
 }
 
 /// Appends `v` as a JSON number (`null` for NaN and infinities, which JSON lacks).
@@ -317,6 +333,11 @@ mod tests {
 mod json_str_tests {
     #[test]
     fn escapes_like_serde_json() {
+        for v in [0, 1, -1, 10, -1234567890, i64::MAX, i64::MIN] {
+            let mut s = String::new();
+            super::write_i64(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
         for s in [
             "plain",
             "qu\"ote",

@@ -34,38 +34,32 @@ pub fn write_time(out: &mut String, ms: i64) {
 /// with as many digits as they need (and a `-` sign before year 0).
 pub fn write_rfc3339_ms(out: &mut String, ms: i64) {
     let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000) as u32;
     let (y, m, d) = civil_from_days(days);
     let (h, rem) = (rem / 3_600_000, rem % 3_600_000);
     let (mi, rem) = (rem / 60_000, rem % 60_000);
     let (s, milli) = (rem / 1000, rem % 1000);
-    if (0..=9999).contains(&y) {
-        push_digits(out, y as u32, 4);
-    } else {
+    let four_digit_year = (0..=9999).contains(&y);
+    if !four_digit_year {
         let _ = std::fmt::Write::write_fmt(out, format_args!("{y:04}"));
     }
-    out.push('-');
-    push_digits(out, m, 2);
-    out.push('-');
-    push_digits(out, d, 2);
-    out.push('T');
-    push_digits(out, h as u32, 2);
-    out.push(':');
-    push_digits(out, mi as u32, 2);
-    out.push(':');
-    push_digits(out, s as u32, 2);
-    out.push('.');
-    push_digits(out, milli as u32, 3);
-    out.push('Z');
-}
-
-#[inline]
-fn push_digits(out: &mut String, v: u32, width: u32) {
-    let mut div = 10u32.pow(width - 1);
-    while div > 0 {
-        out.push((b'0' + ((v / div) % 10) as u8) as char);
-        div /= 10;
-    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, v: u32, width: usize| {
+        let mut v = v;
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y.clamp(0, 9999) as u32, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, h, 2);
+    put(14, mi, 2);
+    put(17, s, 2);
+    put(20, milli, 3);
+    let start = if four_digit_year { 0 } else { 4 };
+    out.push_str(std::str::from_utf8(&b[start..]).expect("ASCII"));
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
