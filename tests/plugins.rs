@@ -23,8 +23,7 @@ pub fn build() -> PathBuf {
     DIR.get_or_init(|| {
         let root = repo_root();
         let target_dir = root.join("plugins").join("target");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        let mut cmd = cargo_command();
         cmd.arg("build")
             .arg("--release")
             .arg("--target")
@@ -33,21 +32,6 @@ pub fn build() -> PathBuf {
             .arg(root.join("plugins").join("Cargo.toml"))
             .arg("--target-dir")
             .arg(&target_dir);
-        // The outer cargo's settings (target dir, build profile, flags, the crate being
-        // tested) must not leak into the guest build; keep CARGO_HOME and
-        // CARGO_REGISTRIES_*/CARGO_NET_* (where and how to fetch) and the toolchain.
-        for (key, _) in std::env::vars_os() {
-            let Some(key) = key.to_str() else { continue };
-            let leaks = (key.starts_with("CARGO_")
-                && key != "CARGO_HOME"
-                && !key.starts_with("CARGO_REGISTRIES_")
-                && !key.starts_with("CARGO_NET_")
-                && !key.starts_with("CARGO_HTTP_"))
-                || matches!(key, "RUSTFLAGS" | "RUSTDOCFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER");
-            if leaks {
-                cmd.env_remove(key);
-            }
-        }
         let output = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build the plugins: {e}"));
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
@@ -70,4 +54,30 @@ pub fn wasm(name: &str) -> PathBuf {
     let path = build().join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.is_file(), "no plugin component at {}", path.display());
     path
+}
+
+/// A `cargo` command for a nested build (the guest workspace, the guest SDK's tests) with
+/// the outer cargo's settings removed.
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    // The outer cargo's settings (target dir, build profile, flags, the crate being
+    // tested) must not leak into the guest build; keep CARGO_HOME and
+    // CARGO_REGISTRIES_*/CARGO_NET_* (where and how to fetch) and the toolchain.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let leaks = (key.starts_with("CARGO_")
+            && key != "CARGO_HOME"
+            && !key.starts_with("CARGO_REGISTRIES_")
+            && !key.starts_with("CARGO_NET_")
+            && !key.starts_with("CARGO_HTTP_"))
+            || matches!(
+                key,
+                "RUSTFLAGS" | "RUSTDOCFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER"
+            );
+        if leaks {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
 }

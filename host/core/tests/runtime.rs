@@ -86,6 +86,9 @@ fn events(n: usize, seed: u64) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// Final window values by `(key, window start)`, and late events `(timestamp, key)`.
+type Results = (BTreeMap<(String, i64), Final>, Vec<(i64, String)>);
+
 #[derive(Debug, Clone, PartialEq)]
 struct Final {
     count: i64,
@@ -96,12 +99,7 @@ struct Final {
 }
 
 /// Independent replay of the rules for tumbling windows.
-fn reference(
-    evs: &[(i64, Vec<u8>, Vec<u8>)],
-    ooo: i64,
-    size: i64,
-    lateness: i64,
-) -> (BTreeMap<(String, i64), Final>, Vec<(i64, String)>) {
+fn reference(evs: &[(i64, Vec<u8>, Vec<u8>)], ooo: i64, size: i64, lateness: i64) -> Results {
     let mut max_seen: Option<i64> = None;
     let mut finals: BTreeMap<(String, i64), Final> = BTreeMap::new();
     let mut late = Vec::new();
@@ -149,11 +147,7 @@ fn reference(
     (finals, late)
 }
 
-fn run(
-    evs: &[(i64, Vec<u8>, Vec<u8>)],
-    p: usize,
-    batch: usize,
-) -> (BTreeMap<(String, i64), Final>, Vec<(i64, String)>) {
+fn run(evs: &[(i64, Vec<u8>, Vec<u8>)], p: usize, batch: usize) -> Results {
     let results: Rows = Arc::default();
     let late: Rows = Arc::default();
     let graph = JobGraph {
@@ -360,4 +354,164 @@ fn a_failing_operator_fails_the_job_with_its_error_and_nothing_hangs() {
     };
     let err = runtime::start(graph).unwrap().join().unwrap_err();
     assert!(err.0.contains("keyer") && err.0.contains("boom"), "{err}");
+}
+
+/// Two sources whose event times advance at different speeds feed one window: the
+/// window's watermark is the minimum of the two, so no event of the slow source is late
+/// and every window fires once, on time, with the plain group-by answer.
+#[test]
+fn watermark_is_the_minimum_over_two_inputs() {
+    let fast: Vec<_> = (0..4000i64)
+        .map(|i| {
+            (
+                i * 50,
+                vec![],
+                format!(r#"{{"k":"a","x":{}}}"#, i % 7).into_bytes(),
+            )
+        })
+        .collect();
+    let slow: Vec<_> = (0..4000i64)
+        .map(|i| {
+            (
+                i * 5,
+                vec![],
+                format!(r#"{{"k":"b","x":{}}}"#, i % 5).into_bytes(),
+            )
+        })
+        .collect();
+    // Plain group-by: count and sum per key and 1-second window.
+    let mut expect: BTreeMap<(String, i64), (i64, i64)> = BTreeMap::new();
+    for (evs, key) in [(&fast, "a"), (&slow, "b")] {
+        for (t, _, v) in evs.iter() {
+            let x = serde_json::from_slice::<serde_json::Value>(v).unwrap()["x"]
+                .as_i64()
+                .unwrap();
+            let e = expect
+                .entry((key.to_string(), t / 1000 * 1000))
+                .or_default();
+            e.0 += 1;
+            e.1 += x;
+        }
+    }
+    for batch in [1, 16, 1024] {
+        let results: Rows = Arc::default();
+        let late: Rows = Arc::default();
+        let source = |id: &str, events: &Events| Vertex {
+            id: id.into(),
+            parallelism: 1,
+            kind: VertexKind::Source {
+                factory: Arc::new(VecSource {
+                    events: Arc::new(events.clone()),
+                }),
+                watermarks: WatermarkStrategy {
+                    max_out_of_orderness_ms: 0,
+                    idleness: None,
+                },
+            },
+            inputs: vec![],
+        };
+        let keyer = |id: &str, input: usize| Vertex {
+            id: id.into(),
+            parallelism: 1,
+            kind: VertexKind::Operator {
+                factory: Arc::new(KeyByField),
+                output_format: None,
+            },
+            inputs: vec![Input {
+                vertex: input,
+                side_output: None,
+                partitioning: Partitioning::Forward,
+            }],
+        };
+        let graph = JobGraph {
+            name: "two-inputs".into(),
+            config: ExecutionConfig {
+                batch_size: batch,
+                channel_capacity: 2,
+                ..Default::default()
+            },
+            vertices: vec![
+                source("fast", &fast),
+                source("slow", &slow),
+                keyer("key-fast", 0),
+                keyer("key-slow", 1),
+                Vertex {
+                    id: "win".into(),
+                    parallelism: 2,
+                    kind: VertexKind::Window {
+                        assigner: WindowAssigner::Tumbling {
+                            size: 1000,
+                            offset: 0,
+                        },
+                        allowed_lateness: 0,
+                        aggregates: vec![
+                            AggregateSpec {
+                                name: "n".into(),
+                                function: AggregateFn::Count,
+                                field: None,
+                            },
+                            AggregateSpec {
+                                name: "sum".into(),
+                                function: AggregateFn::Sum,
+                                field: Some("x".into()),
+                            },
+                        ],
+                    },
+                    inputs: vec![
+                        Input {
+                            vertex: 2,
+                            side_output: None,
+                            partitioning: Partitioning::KeyBy,
+                        },
+                        Input {
+                            vertex: 3,
+                            side_output: None,
+                            partitioning: Partitioning::KeyBy,
+                        },
+                    ],
+                },
+                Vertex {
+                    id: "out".into(),
+                    parallelism: 1,
+                    kind: VertexKind::Sink {
+                        factory: Arc::new(CollectSink(results.clone())),
+                    },
+                    inputs: vec![Input {
+                        vertex: 4,
+                        side_output: None,
+                        partitioning: Partitioning::Rebalance,
+                    }],
+                },
+                Vertex {
+                    id: "late".into(),
+                    parallelism: 1,
+                    kind: VertexKind::Sink {
+                        factory: Arc::new(CollectSink(late.clone())),
+                    },
+                    inputs: vec![Input {
+                        vertex: 4,
+                        side_output: Some("late".into()),
+                        partitioning: Partitioning::Rebalance,
+                    }],
+                },
+            ],
+        };
+        runtime::start(graph).unwrap().join().unwrap();
+        assert!(
+            late.lock().unwrap().is_empty(),
+            "batch {batch}: no event may be late"
+        );
+        let mut got: BTreeMap<(String, i64), (i64, i64)> = BTreeMap::new();
+        for (_, _, v) in results.lock().unwrap().iter() {
+            let v: serde_json::Value = serde_json::from_slice(v).unwrap();
+            assert_eq!(v["timing"], "on_time", "batch {batch}: {v}");
+            let key = (
+                v["key"].as_str().unwrap().to_string(),
+                v["window_start"].as_i64().unwrap(),
+            );
+            let prev = got.insert(key, (v["n"].as_i64().unwrap(), v["sum"].as_i64().unwrap()));
+            assert!(prev.is_none(), "batch {batch}: a window fired twice: {v}");
+        }
+        assert_eq!(got, expect, "batch {batch}");
+    }
 }

@@ -49,6 +49,9 @@ struct Pane {
 
 type PaneKey = (Box<[u8]>, i64, i64);
 
+/// `(time, kind, key, window start, window end)`, ordered by time, then fire before cleanup.
+type Timer = (i64, TimerKind, Box<[u8]>, i64, i64);
+
 /// Borrowed form of a [`PaneKey`] for look-ups without allocating; hashes exactly like
 /// the owned tuple.
 #[derive(Hash)]
@@ -92,7 +95,7 @@ pub struct WindowOperator {
     watermark: i64,
     panes: HashMap<PaneKey, Pane>,
     sessions: HashMap<Box<[u8]>, Vec<TimeWindow>>,
-    timers: BTreeSet<(i64, TimerKind, Box<[u8]>, i64, i64)>,
+    timers: BTreeSet<Timer>,
     windows: Vec<TimeWindow>,
     results: Batch,
     late: Batch,

@@ -5,13 +5,15 @@ use sluice_core::connector::*;
 use sluice_core::*;
 use std::sync::{Arc, Mutex};
 
+/// Events as `(timestamp, key, value)`.
+pub type Events = Vec<(i64, Vec<u8>, Vec<u8>)>;
 pub type Rows = Arc<Mutex<Vec<(i64, Vec<u8>, Vec<u8>)>>>;
 
 pub struct VecSource {
-    pub events: Arc<Vec<(i64, Vec<u8>, Vec<u8>)>>,
+    pub events: Arc<Events>,
 }
 struct VecReader {
-    events: Arc<Vec<(i64, Vec<u8>, Vec<u8>)>>,
+    events: Arc<Events>,
     pos: usize,
 }
 impl SourceFactory for VecSource {
