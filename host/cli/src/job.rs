@@ -134,15 +134,7 @@ impl Resolver for JobResolver<'_> {
         spec_dir: &Path,
         field: &str,
     ) -> Result<Arc<dyn OperatorFactory>, SpecError> {
-        let o: OperatorOptions = serde_path_to_error::deserialize(options).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            SpecError(if path == "." {
-                format!("{field}: {inner}")
-            } else {
-                format!("{field}.{path}: {inner}")
-            })
-        })?;
+        let o: OperatorOptions = spec::from_value(options, field).map_err(SpecError)?;
         let path = spec_dir.join(&o.wasm);
         let component = self
             .wasm

@@ -163,15 +163,7 @@ pub(crate) fn parse_options<T: DeserializeOwned>(
     options: &serde_json::Value,
     field: &str,
 ) -> Result<T, ConnectorError> {
-    serde_path_to_error::deserialize(options).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." || path.is_empty() {
-            field.to_string()
-        } else {
-            format!("{field}.{path}")
-        };
-        ConnectorError(format!("{at}: {}", e.inner()))
-    })
+    sluice_core::spec::from_value(options, field).map_err(ConnectorError)
 }
 
 /// `field.sub`, for error messages.

@@ -426,13 +426,28 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
 pub fn parse(text: &str) -> Result<JobSpec, SpecError> {
     let value: serde_json::Value = serde_yaml_ng::from_str(text)
         .map_err(|e| SpecError(format!("not valid YAML or JSON: {e}")))?;
+    from_value(&value, "").map_err(SpecError)
+}
+
+/// Deserializes one section of a spec (`value`, found at `field`, e.g. `sources[0]`;
+/// empty for the whole spec). The error message starts with the full field path of what
+/// is wrong: `sources[0].event_time.format: unknown variant ...`. Connectors and
+/// resolvers use it for their own options.
+pub fn from_value<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    field: &str,
+) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if path == "." {
-            SpecError(inner)
+        let at = match (field.is_empty(), path == "." || path.is_empty()) {
+            (_, true) => field.to_string(),
+            (true, false) => path,
+            (false, false) => format!("{field}.{path}"),
+        };
+        if at.is_empty() {
+            e.inner().to_string()
         } else {
-            SpecError(format!("{path}: {inner}"))
+            format!("{at}: {}", e.inner())
         }
     })
 }
