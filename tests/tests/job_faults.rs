@@ -1,0 +1,146 @@
+//! A faulty WASM operator inside a running job: the job fails with a clear error that
+//! names the operator, the host does not panic or hang, and the other subtasks stop.
+//! Also: a side output of a WASM operator reaches its sink.
+
+use sluice_cli::job::JobResolver;
+use sluice_core::spec::{self, Overrides};
+use sluice_tests::plugins;
+use sluice_wasm::{RuntimeConfig, WasmRuntime};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Writes 20,000 JSON-lines events (value `{"t":..}`, one every second) and a spec that
+/// runs them through the test-faults operator with `mode` and extra config, into a
+/// window at parallelism 2 and two sinks (results and the operator's `copy` side output).
+fn job(dir: &Path, config: &str, limits: &str) -> String {
+    let lines: String = (0..20_000)
+        .map(|i| format!("{{\"t\":{}}}\n", i * 1000))
+        .collect();
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+    let wasm = plugins::wasm("test_faults");
+    format!(
+        r#"
+name: faults
+parallelism: 2
+batch_size: 256
+sources:
+  - id: src
+    connector: jsonl
+    path: in.jsonl
+    event_time: {{field: t, format: epoch_ms}}
+    watermarks: {{max_out_of_orderness: 0}}
+operators:
+  - id: faulty
+    input: src
+    wasm: {wasm}
+    config: {config}
+    limits: {limits}
+windows:
+  - id: counts
+    input: faulty
+    window: {{type: tumbling, size: 1m}}
+    aggregates: [{{name: n, fn: count}}]
+sinks:
+  - {{id: out, input: counts, connector: jsonl, path: out/counts.jsonl}}
+  - {{id: copies, input: faulty.copy, connector: jsonl, path: out/copies.jsonl}}
+"#,
+        wasm = wasm.display()
+    )
+}
+
+fn run(dir: &Path, spec_text: &str) -> Result<(), String> {
+    let wasm = WasmRuntime::new(RuntimeConfig::with_cache_dir(dir.join("cache"))).unwrap();
+    let resolver = JobResolver {
+        wasm: &wasm,
+        output_dir: None,
+    };
+    let graph = spec::parse(spec_text)
+        .and_then(|s| s.to_graph(dir, &resolver, Overrides::default()))
+        .map_err(|e| e.0)?;
+    sluice_core::runtime::start(graph)
+        .map_err(|e| e.0)?
+        .join()
+        .map_err(|e| e.0)
+}
+
+fn fails_with(config: &str, limits: &str, expect: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let err = run(dir.path(), &job(dir.path(), config, limits)).expect_err("the job must fail");
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        t.elapsed()
+    );
+    for e in expect {
+        assert!(err.contains(e), "error {err:?} should contain {e:?}");
+    }
+}
+
+#[test]
+fn a_trap_on_one_record_fails_the_job_naming_the_operator() {
+    fails_with(
+        r#"{mode: trap-on, poison: '{"t":12345000}'}"#,
+        "{}",
+        &["operator 'faulty'", "poison record: {\"t\":12345000}"],
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_cap_and_the_host_lives() {
+    fails_with(
+        "{mode: memory-bomb}",
+        "{max_memory: 16MiB}",
+        &["operator 'faulty'", "memory limit of 16 MiB"],
+    );
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_time_limit() {
+    fails_with(
+        "{mode: infinite-loop}",
+        "{time_per_call: 200ms}",
+        &["operator 'faulty'", "time limit of 200 ms"],
+    );
+}
+
+#[test]
+fn a_typed_error_fails_the_job_with_the_guests_message() {
+    fails_with(
+        "{mode: error}",
+        "{}",
+        &["operator 'faulty'", "invalid-input"],
+    );
+}
+
+#[test]
+fn a_component_of_another_world_is_refused_before_the_job_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = job(dir.path(), "{mode: side}", "{}").replace(
+        plugins::wasm("test_faults").to_str().unwrap(),
+        plugins::wasm("test_other_world").to_str().unwrap(),
+    );
+    let err = run(dir.path(), &text).unwrap_err();
+    assert!(
+        err.contains("operators[0].wasm") && err.contains("does not implement"),
+        "{err}"
+    );
+}
+
+#[test]
+fn side_outputs_of_an_operator_reach_their_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), &job(dir.path(), "{mode: side}", "{}")).unwrap();
+    let copies = std::fs::read_to_string(dir.path().join("out/copies.jsonl")).unwrap();
+    assert_eq!(copies.lines().count(), 20_000);
+    let counts = std::fs::read_to_string(dir.path().join("out/counts.jsonl")).unwrap();
+    let total: i64 = counts
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["value"]["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 20_000);
+}
