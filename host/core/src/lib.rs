@@ -16,5 +16,6 @@ pub mod graph;
 pub mod keygroup;
 pub mod runtime;
 pub mod spec;
+pub mod state;
 pub mod time;
 pub mod window;

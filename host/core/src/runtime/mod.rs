@@ -284,6 +284,7 @@ pub fn start(graph: JobGraph) -> Result<RunningJob, JobError> {
                             assigner: *assigner,
                             allowed_lateness: *allowed_lateness,
                             aggregates: aggregates[vi].clone().expect("windows have aggregates"),
+                            max_parallelism: cfg.max_parallelism,
                         },
                         window_counters[vi][s].clone(),
                     )),

@@ -4,7 +4,7 @@ use crate::batch::Batch;
 use crate::format::write_json_str;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorError};
 use crate::time::{format_time, write_time};
-use hashbrown::{Equivalent, HashMap};
+use crate::state::{HeapKeyedState, KeyedState};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ pub struct WindowConfig {
     pub allowed_lateness: i64,
     /// The aggregates in each result row.
     pub aggregates: Aggregates,
+    /// Number of key groups (the job's max parallelism), for the keyed state.
+    pub max_parallelism: usize,
 }
 
 /// Counters a window subtask keeps for the run summary and metrics.
@@ -47,21 +49,8 @@ struct Pane {
     firings: u32,
 }
 
-type PaneKey = (Box<[u8]>, i64, i64);
-
 /// `(time, kind, key, window start, window end)`, ordered by time, then fire before cleanup.
 type Timer = (i64, TimerKind, Box<[u8]>, i64, i64);
-
-/// Borrowed form of a [`PaneKey`] for look-ups without allocating; hashes exactly like
-/// the owned tuple.
-#[derive(Hash)]
-struct PaneRef<'a>(&'a [u8], i64, i64);
-
-impl Equivalent<PaneKey> for PaneRef<'_> {
-    fn equivalent(&self, k: &PaneKey) -> bool {
-        *k.0 == *self.0 && k.1 == self.1 && k.2 == self.2
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -93,8 +82,10 @@ pub struct WindowOperator {
     config: WindowConfig,
     ctx: Option<OperatorContext>,
     watermark: i64,
-    panes: HashMap<PaneKey, Pane>,
-    sessions: HashMap<Box<[u8]>, Vec<TimeWindow>>,
+    /// Window contents per (key, window).
+    panes: HeapKeyedState<TimeWindow, Pane>,
+    /// Per key, the live session windows (merging assigners only; Flink's `MergingWindowSet`).
+    sessions: HeapKeyedState<(), Vec<TimeWindow>>,
     timers: BTreeSet<Timer>,
     windows: Vec<TimeWindow>,
     results: Batch,
@@ -107,11 +98,11 @@ impl WindowOperator {
     /// A window operator that reports into `counters`.
     pub fn new(config: WindowConfig, counters: Arc<WindowCounters>) -> Self {
         WindowOperator {
+            panes: HeapKeyedState::new(config.max_parallelism),
+            sessions: HeapKeyedState::new(config.max_parallelism),
             config,
             ctx: None,
             watermark: i64::MIN,
-            panes: HashMap::new(),
-            sessions: HashMap::new(),
             timers: BTreeSet::new(),
             windows: Vec::new(),
             results: Batch::new(),
@@ -158,32 +149,30 @@ impl WindowOperator {
     }
 
     fn emit(&mut self, key: &[u8], w: TimeWindow, on_time: bool) {
-        let Some(pane) = self.panes.get_mut(&PaneRef(key, w.start, w.end)) else {
+        let (json, aggregates) = (&mut self.json, &self.config.aggregates);
+        let rendered = self.panes.update(key, w, |pane| {
+            json.clear();
+            json.push_str("{\"key\":");
+            match std::str::from_utf8(key) {
+                Ok(s) => write_json_str(json, s),
+                Err(_) => json.push_str(&serde_json::to_string(key).expect("bytes serialize")),
+            }
+            let _ = write!(json, ",\"window_start\":{},\"window_end\":{},\"start\":\"", w.start, w.end);
+            write_time(json, w.start);
+            let _ = write!(
+                json,
+                "\",\"timing\":\"{}\",\"firing\":{},",
+                if on_time { "on_time" } else { "late" },
+                pane.firings
+            );
+            aggregates.write_json_members(&pane.acc, json);
+            json.push('}');
+            pane.firings += 1;
+        });
+        if rendered.is_none() {
             return;
-        };
-        let json = &mut self.json;
-        json.clear();
-        json.push_str("{\"key\":");
-        match std::str::from_utf8(key) {
-            Ok(s) => write_json_str(json, s),
-            Err(_) => json.push_str(&serde_json::to_string(key).expect("bytes serialize")),
         }
-        let _ = write!(
-            json,
-            ",\"window_start\":{},\"window_end\":{},\"start\":\"",
-            w.start, w.end
-        );
-        write_time(json, w.start);
-        let _ = write!(
-            json,
-            "\",\"timing\":\"{}\",\"firing\":{},",
-            if on_time { "on_time" } else { "late" },
-            pane.firings
-        );
-        self.config.aggregates.write_json_members(&pane.acc, json);
-        json.push('}');
-        pane.firings += 1;
-        self.results.push(w.max_timestamp(), key, json.as_bytes());
+        self.results.push(w.max_timestamp(), key, self.json.as_bytes());
         self.counters.firings.fetch_add(1, Relaxed);
         if !on_time {
             self.counters.late_firings.fetch_add(1, Relaxed);
@@ -202,16 +191,19 @@ impl WindowOperator {
             match kind {
                 TimerKind::Fire => self.emit(&key, w, true),
                 TimerKind::Cleanup => {
-                    if let Some(p) = self.panes.remove(&PaneRef(&key, start, end)) {
+                    if let Some(p) = self.panes.remove(&key, w) {
                         self.counters.final_windows.fetch_add(1, Relaxed);
                         self.counters
                             .events_in_final_windows
                             .fetch_add(p.acc.count, Relaxed);
                     }
-                    if let Some(set) = self.sessions.get_mut(&*key) {
-                        set.retain(|x| *x != w);
-                        if set.is_empty() {
-                            self.sessions.remove(&*key);
+                    if self.config.assigner.is_merging() {
+                        let emptied = self.sessions.update(&key, (), |set| {
+                            set.retain(|x| *x != w);
+                            set.is_empty()
+                        });
+                        if emptied == Some(true) {
+                            self.sessions.remove(&key, ());
                         }
                     }
                 }
@@ -227,29 +219,24 @@ impl WindowOperator {
         value: &[u8],
         timestamp: i64,
     ) -> Result<(), OperatorError> {
-        let pane = match self.panes.get_mut(&PaneRef(key, w.start, w.end)) {
-            Some(p) => p,
-            None => {
-                self.register_timers(key, w);
-                self.panes
-                    .entry((key.into(), w.start, w.end))
-                    .or_insert(Pane {
-                        acc: self.config.aggregates.create(),
-                        firings: 0,
-                    })
-            }
-        };
-        self.config
-            .aggregates
-            .add(&mut pane.acc, value)
-            .map_err(|e| OperatorError::Fault {
-                context: self.ctx.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-                message: format!(
-                    "cannot aggregate the event with key {:?} at {}: {e}",
-                    String::from_utf8_lossy(key),
-                    format_time(timestamp)
-                ),
-            })?;
+        let aggregates = &self.config.aggregates;
+        let (added, created) = self.panes.upsert(
+            key,
+            w,
+            || Pane { acc: aggregates.create(), firings: 0 },
+            |pane| aggregates.add(&mut pane.acc, value),
+        );
+        if created {
+            self.register_timers(key, w);
+        }
+        added.map_err(|e| OperatorError::Fault {
+            context: self.ctx.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            message: format!(
+                "cannot aggregate the event with key {:?} at {}: {e}",
+                String::from_utf8_lossy(key),
+                format_time(timestamp)
+            ),
+        })?;
         if w.max_timestamp() <= self.watermark {
             self.emit(key, w, false);
         }
@@ -263,25 +250,17 @@ impl WindowOperator {
             self.config.assigner.assign(ts, &mut windows);
             let w = windows[0];
             self.windows = windows;
-            if !self.sessions.contains_key(key) {
-                self.sessions.insert(key.into(), Vec::new());
-            }
-            let set = self.sessions.get_mut(key).expect("inserted above");
-            let touches = set.iter().any(|x| x.intersects(&w));
-            if !touches
-                && w.max_timestamp()
-                    .saturating_add(self.config.allowed_lateness)
-                    <= self.watermark
-            {
-                if set.is_empty() {
-                    self.sessions.remove(key);
-                }
+            let touches = self
+                .sessions
+                .update(key, (), |set| set.iter().any(|x| x.intersects(&w)))
+                .unwrap_or(false);
+            if !touches && self.is_late(&w) {
                 return self.late_event(batch, i);
             }
-            let (merged, absorbed) = merge_session_window(set, w);
+            let ((merged, absorbed), _) = self.sessions.upsert(key, (), Vec::new, |set| merge_session_window(set, w));
             let mut pane: Option<Pane> = None;
             for a in absorbed {
-                if let Some(p) = self.panes.remove(&PaneRef(key, a.start, a.end)) {
+                if let Some(p) = self.panes.remove(key, a) {
                     match &mut pane {
                         None => pane = Some(p),
                         Some(acc) => {
@@ -292,7 +271,7 @@ impl WindowOperator {
                 }
             }
             if let Some(p) = pane {
-                self.panes.insert((key.into(), merged.start, merged.end), p);
+                self.panes.put(key, merged, p);
                 self.register_timers(key, merged);
             }
             self.counters.events_assigned.fetch_add(1, Relaxed);
@@ -430,6 +409,7 @@ mod tests {
                 assigner,
                 allowed_lateness: lateness,
                 aggregates: aggs,
+                max_parallelism: 128,
             },
             Arc::default(),
         )
