@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 /// Writes 20,000 JSON-lines events (value `{"t":..}`, one every second) and a spec that
 /// runs them through the test-faults operator with `mode` and extra config, into a
-/// window at parallelism 2 and two sinks (results and the operator's `copy` side output).
+/// window at parallelism 2, and the operator's `copy` side output into a sink and into
+/// a second window.
 fn job(dir: &Path, config: &str, limits: &str) -> String {
     let lines: String = (0..20_000)
         .map(|i| format!("{{\"t\":{}}}\n", i * 1000))
@@ -40,9 +41,14 @@ windows:
     input: faulty
     window: {{type: tumbling, size: 1m}}
     aggregates: [{{name: n, fn: count}}]
+  - id: copy-counts
+    input: faulty.copy
+    window: {{type: tumbling, size: 1h}}
+    aggregates: [{{name: n, fn: count}}]
 sinks:
   - {{id: out, input: counts, connector: jsonl, path: out/counts.jsonl}}
   - {{id: copies, input: faulty.copy, connector: jsonl, path: out/copies.jsonl}}
+  - {{id: copy-counts-out, input: copy-counts, connector: jsonl, path: out/copy-counts.jsonl, write: value}}
 "#,
         wasm = wasm.display()
     )
@@ -143,4 +149,27 @@ fn side_outputs_of_an_operator_reach_their_sink() {
         })
         .sum();
     assert_eq!(total, 20_000);
+    // A window fed by the side output gets its watermarks too, and fires every window.
+    let copy_counts = std::fs::read_to_string(dir.path().join("out/copy-counts.jsonl")).unwrap();
+    let total: i64 = copy_counts
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 20_000);
+}
+
+#[test]
+fn a_sink_that_cannot_be_created_fails_the_start_and_stops_what_started() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocker"), "a file, not a folder").unwrap();
+    let text = job(dir.path(), "{mode: side}", "{}")
+        .replace("path: out/copies.jsonl", "path: blocker/copies.jsonl");
+    let t = Instant::now();
+    let err = run(dir.path(), &text).unwrap_err();
+    assert!(err.contains("copies") && err.contains("blocker"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(30));
 }

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
     version,
     about = "Sluice: a stream processor with Flink's event-time semantics and WebAssembly operators",
     long_about = "Sluice runs streaming jobs: sources -> WebAssembly operators -> keyed event-time windows -> sinks.\n\
-A job is a spec file (YAML or JSON; see docs/job-spec.md). Everything runs in this process: \
+A job is a spec file (YAML or JSON; see host/core/JOB-SPEC.md). Everything runs in this process: \
 no server, broker or cluster is needed.\n\n\
 Examples:\n  \
-sluice run jobs/flights.yaml                      run the flights demo\n  \
-sluice run jobs/flights.yaml --parallelism 4      same job, 4 window subtasks\n  \
-sluice check jobs/flights.yaml                    validate a spec and print its graph"
+sluice run plugins/flight-delays/flights.yaml                  run the flights demo\n  \
+sluice run plugins/flight-delays/flights.yaml --parallelism 4  same job, 4 window subtasks\n  \
+sluice check plugins/flight-delays/flights.yaml                validate a spec and print its graph"
 )]
 struct Cli {
     #[command(subcommand)]

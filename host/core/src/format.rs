@@ -157,8 +157,9 @@ impl ValueFormat {
     pub fn render_json(&self, value: &[u8], out: &mut String) {
         match self {
             ValueFormat::Packed(schema) => {
+                let start = out.len();
                 if let Err(e) = render_packed(schema, value, out) {
-                    out.clear();
+                    out.truncate(start);
                     write_json_str(out, &format!("<invalid packed value: {e}>"));
                 }
             }

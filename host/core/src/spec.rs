@@ -1,4 +1,4 @@
-//! Job specs: a job graph written as YAML or JSON (see `docs/job-spec.md`), parsed with
+//! Job specs: a job graph written as YAML or JSON (see `host/core/JOB-SPEC.md`), parsed with
 //! errors that name the field and what is wrong, and turned into a [`JobGraph`].
 //!
 //! Connector and operator options are passed through as JSON to a [`Resolver`] (the
@@ -43,7 +43,9 @@ impl<'de> Deserialize<'de> for DurationMs {
             Raw::Ms(ms) if ms >= 0 => Ok(DurationMs(ms)),
             Raw::Ms(ms) => Err(serde::de::Error::custom(format!("duration {ms} is negative"))),
             Raw::Text(s) => humantime::parse_duration(&s)
-                .map(|d| DurationMs(d.as_millis() as i64))
+                .map_err(|e| e.to_string())
+                .and_then(|d| i64::try_from(d.as_millis()).map_err(|_| "too long".to_string()))
+                .map(DurationMs)
                 .map_err(|e| serde::de::Error::custom(format!("invalid duration \"{s}\": {e}"))),
         }
     }
@@ -789,9 +791,23 @@ impl JobSpec {
             config,
         };
         graph.validate().map_err(|e| SpecError(e.0))?;
-        // Check aggregates against the input formats now, to name the field.
+        // Check input formats and aggregates now, to name the field.
         let formats = graph.output_formats();
         for v in &graph.vertices {
+            let different = v.inputs.split_first().and_then(|(first, rest)| {
+                let format = graph.input_format(&formats, first);
+                rest.iter()
+                    .find(|i| graph.input_format(&formats, i) != format)
+            });
+            if let Some(other) = different {
+                let i = decls.iter().position(|d| d.id == v.id).expect("declared");
+                return Err(SpecError(format!(
+                    "{}.input: '{}' emits values in another format than '{}'; a union needs one value format",
+                    decls[i].field,
+                    graph.vertices[other.vertex].id,
+                    graph.vertices[v.inputs[0].vertex].id
+                )));
+            }
             if let VertexKind::Window { aggregates, .. } = &v.kind {
                 let format = graph.input_format(&formats, &v.inputs[0]);
                 crate::window::Aggregates::new(aggregates.clone(), &format).map_err(|e| {

@@ -41,6 +41,9 @@ impl Operator for KeyByFieldOp {
                     message: "boom".into(),
                 });
             }
+            if k == "panic" {
+                panic!("a bug in a native operator");
+            }
             if k == "skip" {
                 continue; // filtered: marks must still land right
             }
@@ -514,4 +517,65 @@ fn watermark_is_the_minimum_over_two_inputs() {
         }
         assert_eq!(got, expect, "batch {batch}");
     }
+}
+
+#[test]
+fn a_panicking_subtask_fails_the_job_with_its_message() {
+    let mut evs = events(2000, 11);
+    evs[1500].2 = br#"{"k":"panic","x":1}"#.to_vec();
+    let results: Rows = Arc::default();
+    let graph = JobGraph {
+        name: "t".into(),
+        config: ExecutionConfig {
+            batch_size: 16,
+            channel_capacity: 1,
+            ..Default::default()
+        },
+        vertices: vec![
+            Vertex {
+                id: "src".into(),
+                parallelism: 1,
+                kind: VertexKind::Source {
+                    factory: Arc::new(VecSource {
+                        events: Arc::new(evs),
+                    }),
+                    watermarks: WatermarkStrategy {
+                        max_out_of_orderness_ms: 0,
+                        idleness: None,
+                    },
+                },
+                inputs: vec![],
+            },
+            Vertex {
+                id: "keyer".into(),
+                parallelism: 2,
+                kind: VertexKind::Operator {
+                    factory: Arc::new(KeyByField),
+                    output_format: None,
+                },
+                inputs: vec![Input {
+                    vertex: 0,
+                    side_output: None,
+                    partitioning: Partitioning::Rebalance,
+                }],
+            },
+            Vertex {
+                id: "out".into(),
+                parallelism: 1,
+                kind: VertexKind::Sink {
+                    factory: Arc::new(CollectSink(results)),
+                },
+                inputs: vec![Input {
+                    vertex: 1,
+                    side_output: None,
+                    partitioning: Partitioning::Rebalance,
+                }],
+            },
+        ],
+    };
+    let err = runtime::start(graph).unwrap().join().unwrap_err();
+    assert!(
+        err.0.contains("keyer") && err.0.contains("panicked: a bug in a native operator"),
+        "{err}"
+    );
 }

@@ -493,6 +493,13 @@ impl Operator for WasmOperator {
         out: &mut dyn Collector,
     ) -> Result<(), OperatorError> {
         let input_len = batch.len();
+        if input_len == 0 {
+            // Only watermark marks (common after a key-by split): nothing for the guest.
+            if !batch.is_void() {
+                out.collect(batch);
+            }
+            return Ok(());
+        }
         let (timestamps, key_offsets, key_data, value_offsets, value_data, marks) =
             batch.into_columns();
         let input = types::EventBatch {

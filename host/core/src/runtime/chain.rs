@@ -15,6 +15,8 @@ pub enum ChainError {
     Operator(OperatorError),
     /// A downstream subtask is gone (it failed, or the job was cancelled).
     Disconnected,
+    /// Every upstream subtask is gone without ending its stream (one failed).
+    UpstreamGone,
 }
 
 impl From<OperatorError> for ChainError {
@@ -41,6 +43,8 @@ pub struct ChainLink {
     pub side_gates: Vec<(String, Vec<Gate>)>,
     /// This vertex subtask's figures.
     pub metrics: Arc<SubtaskMetrics>,
+    /// The last watermark sent through the side gates.
+    pub side_watermark: i64,
 }
 
 /// The collector handed to link `i`: forwards to link `i + 1` and to `i`'s gates.
@@ -102,8 +106,15 @@ impl Collector for LinkOutput<'_> {
         match self.side_gates.iter_mut().find(|(name, _)| name == output) {
             Some((_, gates)) => {
                 self.metrics.side_records_out.fetch_add(n, Relaxed);
-                for g in gates.iter_mut() {
-                    if g.send_batch(batch.clone()).is_err() {
+                let n_gates = gates.len();
+                let mut batch = Some(batch);
+                for (i, g) in gates.iter_mut().enumerate() {
+                    let b = if i + 1 == n_gates {
+                        batch.take().expect("last use")
+                    } else {
+                        batch.as_ref().expect("kept for later use").clone()
+                    };
+                    if g.send_batch(b).is_err() {
                         self.fail(ChainError::Disconnected);
                         return;
                     }
@@ -134,7 +145,10 @@ impl Collector for LinkOutput<'_> {
     }
 }
 
-/// Calls `f` on the first link of `links` with a collector for that link.
+/// Calls `f` on the first link of `links` with a collector for that link; then, once
+/// the operator is done with this input (so its side-output events went first), sends
+/// its output watermark's progress through its side gates: side outputs carry event time
+/// like the main output.
 fn deliver(
     links: &mut [ChainLink],
     error: &mut Option<ChainError>,
@@ -153,6 +167,17 @@ fn deliver(
     };
     if let Err(e) = f(link.operator.as_mut(), &mut out) {
         out.fail(ChainError::Operator(e));
+        return;
+    }
+    let wm = link.metrics.watermark.load(Relaxed);
+    if wm > link.side_watermark && !link.side_gates.is_empty() && error.is_none() {
+        link.side_watermark = wm;
+        for g in link.side_gates.iter().flat_map(|(_, g)| g.iter()) {
+            if g.broadcast(|| StreamElement::Watermark(wm)).is_err() {
+                *error = Some(ChainError::Disconnected);
+                return;
+            }
+        }
     }
 }
 
@@ -216,7 +241,11 @@ impl Chain {
     /// Sends an idleness change through the head's gates and the chained links' gates.
     pub fn idle(&mut self, idle: bool) -> Result<(), ChainError> {
         for link in &self.links {
-            for g in &link.main_gates {
+            for g in link
+                .main_gates
+                .iter()
+                .chain(link.side_gates.iter().flat_map(|(_, g)| g.iter()))
+            {
                 g.broadcast(|| StreamElement::Idle(idle))?;
             }
             if !link.chained {

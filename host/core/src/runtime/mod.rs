@@ -69,6 +69,9 @@ impl RunningJob {
 
     /// Asks every subtask to stop; [`RunningJob::join`] then reports "cancelled".
     pub fn cancel(&self) {
+        if self.is_finished() {
+            return;
+        }
         self.state.fail(JobError("the job was cancelled".into()));
     }
 
@@ -253,135 +256,160 @@ pub fn start(graph: JobGraph) -> Result<RunningJob, JobError> {
 
     let state = Arc::new(JobState::default());
     let mut threads = Vec::new();
-    for head in (0..n).filter(|&v| is_head[v]) {
-        let mut members = vec![head];
-        while let Some(next) = chain_next[*members.last().expect("non-empty")] {
-            members.push(next);
-        }
-        let p = graph.vertices[head].parallelism;
-        for s in 0..p {
-            let mut links = Vec::new();
-            let mut contexts = Vec::new();
-            for &vi in &members {
-                let v = &graph.vertices[vi];
-                let ctx = OperatorContext {
-                    operator_id: v.id.clone(),
-                    subtask: s,
-                    parallelism: p,
-                };
-                let subtask_metrics = metrics.vertices[vi].subtasks[s].clone();
-                let operator: Box<dyn Operator> = match &v.kind {
-                    VertexKind::Source { .. } => Box::new(SourceHead),
-                    VertexKind::Operator { factory, .. } => {
-                        factory.create(s, p).map_err(|e| JobError(e.to_string()))?
-                    }
-                    VertexKind::Window {
-                        assigner,
-                        allowed_lateness,
-                        ..
-                    } => Box::new(WindowOperator::new(
-                        WindowConfig {
-                            assigner: *assigner,
-                            allowed_lateness: *allowed_lateness,
-                            aggregates: aggregates[vi].clone().expect("windows have aggregates"),
-                            max_parallelism: cfg.max_parallelism,
-                        },
-                        window_counters[vi][s].clone(),
-                    )),
-                    VertexKind::Sink { factory } => {
-                        let format = graph.input_format(&formats, &v.inputs[0]);
-                        Box::new(SinkOperator {
-                            sink: factory.create_sink(s, p, &format).map_err(|e| {
-                                JobError(format!("sink '{}' (subtask {}/{p}): {e}", v.id, s + 1))
-                            })?,
-                            context: String::new(),
-                        })
-                    }
-                };
-                // Gates for consumers outside the chain.
-                let mut main_gates = Vec::new();
-                let mut side_gates: Vec<(String, Vec<Gate>)> = Vec::new();
-                for (wi, w) in graph.vertices.iter().enumerate() {
-                    for (ei, input) in w.inputs.iter().enumerate() {
-                        if input.vertex != vi
-                            || chain_next[vi] == Some(wi) && input.side_output.is_none()
-                        {
-                            continue;
+    // Open every operator and start every subtask; if anything fails, stop what was
+    // started (it sees the job cancelled, or its channels close) before returning.
+    let mut start_all = || -> Result<(), JobError> {
+        for head in (0..n).filter(|&v| is_head[v]) {
+            let mut members = vec![head];
+            while let Some(next) = chain_next[*members.last().expect("non-empty")] {
+                members.push(next);
+            }
+            let p = graph.vertices[head].parallelism;
+            for s in 0..p {
+                let mut links = Vec::new();
+                let mut contexts = Vec::new();
+                for &vi in &members {
+                    let v = &graph.vertices[vi];
+                    let ctx = OperatorContext {
+                        operator_id: v.id.clone(),
+                        subtask: s,
+                        parallelism: p,
+                    };
+                    let subtask_metrics = metrics.vertices[vi].subtasks[s].clone();
+                    let operator: Box<dyn Operator> = match &v.kind {
+                        VertexKind::Source { .. } => Box::new(SourceHead),
+                        VertexKind::Operator { factory, .. } => {
+                            factory.create(s, p).map_err(|e| JobError(e.to_string()))?
                         }
-                        let index = input_offsets[wi][ei]
-                            + if input.partitioning == Partitioning::Forward {
-                                0
-                            } else {
-                                s as u32
-                            };
-                        let gate = Gate::new(
-                            input.partitioning,
-                            senders[wi].clone(),
-                            index,
-                            s,
-                            cfg.max_parallelism,
-                            subtask_metrics.clone(),
-                        );
-                        match &input.side_output {
-                            None => main_gates.push(gate),
-                            Some(name) => match side_gates.iter_mut().find(|(n, _)| n == name) {
-                                Some((_, g)) => g.push(gate),
-                                None => side_gates.push((name.clone(), vec![gate])),
+                        VertexKind::Window {
+                            assigner,
+                            allowed_lateness,
+                            ..
+                        } => Box::new(WindowOperator::new(
+                            WindowConfig {
+                                assigner: *assigner,
+                                allowed_lateness: *allowed_lateness,
+                                aggregates: aggregates[vi]
+                                    .clone()
+                                    .expect("windows have aggregates"),
+                                max_parallelism: cfg.max_parallelism,
                             },
+                            window_counters[vi][s].clone(),
+                        )),
+                        VertexKind::Sink { factory } => {
+                            let format = graph.input_format(&formats, &v.inputs[0]);
+                            Box::new(SinkOperator {
+                                sink: factory.create_sink(s, p, &format).map_err(|e| {
+                                    JobError(format!(
+                                        "sink '{}' (subtask {}/{p}): {e}",
+                                        v.id,
+                                        s + 1
+                                    ))
+                                })?,
+                                context: String::new(),
+                            })
+                        }
+                    };
+                    // Gates for consumers outside the chain.
+                    let mut main_gates = Vec::new();
+                    let mut side_gates: Vec<(String, Vec<Gate>)> = Vec::new();
+                    for (wi, w) in graph.vertices.iter().enumerate() {
+                        for (ei, input) in w.inputs.iter().enumerate() {
+                            if input.vertex != vi
+                                || chain_next[vi] == Some(wi) && input.side_output.is_none()
+                            {
+                                continue;
+                            }
+                            let index = input_offsets[wi][ei]
+                                + if input.partitioning == Partitioning::Forward {
+                                    0
+                                } else {
+                                    s as u32
+                                };
+                            let gate = Gate::new(
+                                input.partitioning,
+                                senders[wi].clone(),
+                                index,
+                                s,
+                                cfg.max_parallelism,
+                                subtask_metrics.clone(),
+                            );
+                            match &input.side_output {
+                                None => main_gates.push(gate),
+                                Some(name) => {
+                                    match side_gates.iter_mut().find(|(n, _)| n == name) {
+                                        Some((_, g)) => g.push(gate),
+                                        None => side_gates.push((name.clone(), vec![gate])),
+                                    }
+                                }
+                            }
                         }
                     }
+                    links.push(ChainLink {
+                        operator,
+                        chained: chain_next[vi].is_some(),
+                        main_gates,
+                        side_gates,
+                        metrics: subtask_metrics,
+                        side_watermark: i64::MIN,
+                    });
+                    contexts.push(ctx);
                 }
-                links.push(ChainLink {
-                    operator,
-                    chained: chain_next[vi].is_some(),
-                    main_gates,
-                    side_gates,
-                    metrics: subtask_metrics,
-                });
-                contexts.push(ctx);
-            }
-            for (link, ctx) in links.iter_mut().zip(&contexts) {
-                link.operator
-                    .open(ctx)
-                    .map_err(|e| JobError(e.to_string()))?;
-            }
-            let chain = Chain { links };
-            let name = format!("{}-{}", graph.vertices[head].id, s);
-            let st = state.clone();
-            let handle = match &graph.vertices[head].kind {
-                VertexKind::Source {
-                    factory,
-                    watermarks,
-                } => {
-                    let reader = factory.create_reader(s, p).map_err(|e| {
-                        JobError(format!(
-                            "source '{}' (subtask {}/{p}): {e}",
+                for (link, ctx) in links.iter_mut().zip(&contexts) {
+                    link.operator
+                        .open(ctx)
+                        .map_err(|e| JobError(e.to_string()))?;
+                }
+                let chain = Chain { links };
+                let name = format!("{}-{}", graph.vertices[head].id, s);
+                let st = state.clone();
+                let handle = match &graph.vertices[head].kind {
+                    VertexKind::Source {
+                        factory,
+                        watermarks,
+                    } => {
+                        let reader = factory.create_reader(s, p).map_err(|e| {
+                            JobError(format!(
+                                "source '{}' (subtask {}/{p}): {e}",
+                                graph.vertices[head].id,
+                                s + 1
+                            ))
+                        })?;
+                        let ctx = format!(
+                            "source '{}' (subtask {}/{p})",
                             graph.vertices[head].id,
                             s + 1
-                        ))
-                    })?;
-                    let ctx = format!(
-                        "source '{}' (subtask {}/{p})",
-                        graph.vertices[head].id,
-                        s + 1
-                    );
-                    let strategy = *watermarks;
-                    let batch_size = cfg.batch_size;
-                    spawn(&name, move || {
-                        run_source(reader, strategy, batch_size, chain, &st, &ctx)
-                    })
+                        );
+                        let strategy = *watermarks;
+                        let batch_size = cfg.batch_size;
+                        spawn(&name, state.clone(), move || {
+                            run_source(reader, strategy, batch_size, chain, &st, &ctx)
+                        })
+                    }
+                    _ => {
+                        let rx = receivers[head][s].take().expect("one receiver per subtask");
+                        let inputs = input_counts[head] as usize;
+                        spawn(&name, state.clone(), move || {
+                            run_inbound(rx, inputs, chain, &st)
+                        })
+                    }
                 }
-                _ => {
-                    let rx = receivers[head][s].take().expect("one receiver per subtask");
-                    let inputs = input_counts[head] as usize;
-                    spawn(&name, move || run_inbound(rx, inputs, chain, &st))
-                }
+                .map_err(|e| JobError(format!("cannot start a thread for {name}: {e}")))?;
+                threads.push((name, handle));
             }
-            .map_err(|e| JobError(format!("cannot start a thread for {name}: {e}")))?;
-            threads.push((name, handle));
         }
-    }
+        Ok(())
+    };
+    let started = start_all();
     drop(senders);
+    drop(receivers);
+    if let Err(e) = started {
+        state.fail(e.clone());
+        for (_, t) in threads {
+            let _ = t.join();
+        }
+        return Err(e);
+    }
     Ok(RunningJob {
         metrics,
         state,
@@ -389,19 +417,44 @@ pub fn start(graph: JobGraph) -> Result<RunningJob, JobError> {
     })
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name.to_string()).spawn(f)
+/// Starts a subtask thread; a panic in it (a bug) fails the job with the panic's message
+/// and the subtask's name, and the other subtasks stop.
+fn spawn(
+    name: &str,
+    state: Arc<JobState>,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    let subtask = name.to_string();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                state.fail(JobError(format!(
+                    "internal error: subtask {subtask} panicked: {msg}"
+                )));
+            }
+        })
 }
 
 fn report(state: &JobState, e: ChainError) {
     match e {
         ChainError::Operator(e) => state.fail(JobError(e.to_string())),
         // A consumer is gone: the one that failed reported why, or the job was cancelled.
-        ChainError::Disconnected => {
+        ChainError::Disconnected | ChainError::UpstreamGone => {
             if !state.cancelled.load(Relaxed) {
-                state.fail(JobError(
-                    "internal error: a downstream subtask stopped unexpectedly".into(),
-                ));
+                let which = if matches!(e, ChainError::UpstreamGone) {
+                    "an upstream"
+                } else {
+                    "a downstream"
+                };
+                state.fail(JobError(format!(
+                    "internal error: {which} subtask stopped unexpectedly"
+                )));
             }
         }
     }
@@ -474,8 +527,8 @@ fn run_inbound(rx: Receiver<Envelope>, inputs: usize, mut chain: Chain, state: &
     let result = (|| -> Result<(), ChainError> {
         while ended < inputs {
             let Ok((input, el)) = rx.recv() else {
-                // Every producer is gone without sending End: one failed.
-                return Err(ChainError::Disconnected);
+                // Every producer is gone without sending End: one failed (and said why).
+                return Err(ChainError::UpstreamGone);
             };
             let input = input as usize;
             let advanced = match el {
@@ -515,6 +568,12 @@ fn run_inbound(rx: Receiver<Envelope>, inputs: usize, mut chain: Chain, state: &
             if state.cancelled.load(Relaxed) {
                 return Err(ChainError::Disconnected);
             }
+        }
+        // Every input ended: event time is over, whatever watermarks the inputs sent
+        // (an input fed by a side output may have sent none).
+        if valve.current() < MAX_WATERMARK {
+            head_metrics.watermark.store(MAX_WATERMARK, Relaxed);
+            chain.process_watermark(MAX_WATERMARK)?;
         }
         chain.finish()
     })();

@@ -35,7 +35,13 @@ impl<N, V> HeapKeyedState<N, V> {
 
 impl<N: Copy + Hash + Eq, V> KeyedState<N, V> for HeapKeyedState<N, V> {
     #[inline]
-    fn upsert<R>(&mut self, key: &[u8], ns: N, init: impl FnOnce() -> V, f: impl FnOnce(&mut V) -> R) -> (R, bool) {
+    fn upsert<R>(
+        &mut self,
+        key: &[u8],
+        ns: N,
+        init: impl FnOnce() -> V,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> (R, bool) {
         if let Some((_, v)) = self.map.get_mut(&Lookup(key, ns)) {
             return (f(v), false);
         }
@@ -86,14 +92,30 @@ mod tests {
     #[test]
     fn values_per_key_and_namespace() {
         let mut s: HeapKeyedState<i64, u64> = HeapKeyedState::new(128);
-        assert_eq!(s.upsert(b"a", 1, || 10, |v| {
-            *v += 1;
-            *v
-        }), (11, true));
-        assert_eq!(s.upsert(b"a", 1, || 10, |v| {
-            *v += 1;
-            *v
-        }), (12, false));
+        assert_eq!(
+            s.upsert(
+                b"a",
+                1,
+                || 10,
+                |v| {
+                    *v += 1;
+                    *v
+                }
+            ),
+            (11, true)
+        );
+        assert_eq!(
+            s.upsert(
+                b"a",
+                1,
+                || 10,
+                |v| {
+                    *v += 1;
+                    *v
+                }
+            ),
+            (12, false)
+        );
         assert_eq!(s.upsert(b"a", 2, || 0, |v| *v), (0, true));
         assert_eq!(s.upsert(b"b", 1, || 5, |v| *v), (5, true));
         assert_eq!(s.update(b"a", 1, |v: &mut u64| *v), Some(12));

@@ -18,7 +18,13 @@ use std::ops::Range;
 pub trait KeyedState<N: Copy, V> {
     /// Applies `f` to the value under `(key, ns)`, first inserting `init()` if there is
     /// none. Returns `f`'s result and whether the value was inserted.
-    fn upsert<R>(&mut self, key: &[u8], ns: N, init: impl FnOnce() -> V, f: impl FnOnce(&mut V) -> R) -> (R, bool);
+    fn upsert<R>(
+        &mut self,
+        key: &[u8],
+        ns: N,
+        init: impl FnOnce() -> V,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> (R, bool);
 
     /// Applies `f` to the value under `(key, ns)`, if there is one.
     fn update<R>(&mut self, key: &[u8], ns: N, f: impl FnOnce(&mut V) -> R) -> Option<R>;

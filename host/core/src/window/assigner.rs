@@ -69,7 +69,9 @@ pub enum WindowAssigner {
 /// `TimeWindow.getWindowStartWithOffset`, correct for negative times too).
 #[inline]
 pub fn window_start(timestamp: i64, offset: i64, size: i64) -> i64 {
-    timestamp - (timestamp - offset).rem_euclid(size)
+    // In 128 bits, so that no event time overflows (the extremes saturate).
+    let into = (timestamp as i128 - offset as i128).rem_euclid(size as i128) as i64;
+    timestamp.saturating_sub(into)
 }
 
 impl WindowAssigner {
@@ -87,7 +89,7 @@ impl WindowAssigner {
                 let start = window_start(timestamp, offset, size);
                 out.push(TimeWindow {
                     start,
-                    end: start + size,
+                    end: start.saturating_add(size),
                 });
             }
             WindowAssigner::Sliding {
@@ -97,12 +99,17 @@ impl WindowAssigner {
             } => {
                 let last_start = window_start(timestamp, offset, slide);
                 let mut start = last_start;
-                while start > timestamp - size {
+                // The latest window always holds the event (slide <= size); earlier
+                // ones do while they start after `timestamp - size`.
+                loop {
                     out.push(TimeWindow {
                         start,
-                        end: start + size,
+                        end: start.saturating_add(size),
                     });
-                    start -= slide;
+                    match start.checked_sub(slide) {
+                        Some(s) if s > timestamp.saturating_sub(size) => start = s,
+                        _ => break,
+                    }
                 }
             }
             WindowAssigner::Session { gap } => out.push(TimeWindow {
@@ -164,6 +171,34 @@ mod tests {
         };
         assert_eq!(assign(a, 2), [(-7, 3)]);
         assert_eq!(assign(a, 3), [(3, 13)]);
+    }
+
+    #[test]
+    fn extreme_event_times_do_not_overflow() {
+        let assigners = [
+            WindowAssigner::Tumbling {
+                size: 3_600_000,
+                offset: -5,
+            },
+            WindowAssigner::Sliding {
+                size: 10,
+                slide: 3,
+                offset: 7,
+            },
+            WindowAssigner::Session { gap: 1000 },
+        ];
+        for a in assigners {
+            for t in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX] {
+                let mut v = Vec::new();
+                a.assign(t, &mut v);
+                assert!(!v.is_empty(), "{a:?} at {t}");
+                for w in v {
+                    // Windows saturate at the extremes of time; they must not panic.
+                    assert!(w.start <= t && w.start <= w.end, "{a:?} at {t}: {w}");
+                    let _ = w.max_timestamp();
+                }
+            }
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@ use super::assigner::{TimeWindow, WindowAssigner, merge_session_window};
 use crate::batch::Batch;
 use crate::format::write_json_str;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorError};
-use crate::time::{format_time, write_time};
 use crate::state::{HeapKeyedState, KeyedState};
+use crate::time::{format_time, write_time};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -157,7 +157,11 @@ impl WindowOperator {
                 Ok(s) => write_json_str(json, s),
                 Err(_) => json.push_str(&serde_json::to_string(key).expect("bytes serialize")),
             }
-            let _ = write!(json, ",\"window_start\":{},\"window_end\":{},\"start\":\"", w.start, w.end);
+            let _ = write!(
+                json,
+                ",\"window_start\":{},\"window_end\":{},\"start\":\"",
+                w.start, w.end
+            );
             write_time(json, w.start);
             let _ = write!(
                 json,
@@ -172,7 +176,8 @@ impl WindowOperator {
         if rendered.is_none() {
             return;
         }
-        self.results.push(w.max_timestamp(), key, self.json.as_bytes());
+        self.results
+            .push(w.max_timestamp(), key, self.json.as_bytes());
         self.counters.firings.fetch_add(1, Relaxed);
         if !on_time {
             self.counters.late_firings.fetch_add(1, Relaxed);
@@ -223,14 +228,17 @@ impl WindowOperator {
         let (added, created) = self.panes.upsert(
             key,
             w,
-            || Pane { acc: aggregates.create(), firings: 0 },
+            || Pane {
+                acc: aggregates.create(),
+                firings: 0,
+            },
             |pane| aggregates.add(&mut pane.acc, value),
         );
         if created {
             self.register_timers(key, w);
         }
         added.map_err(|e| OperatorError::Fault {
-            context: self.ctx.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            context: self.context(),
             message: format!(
                 "cannot aggregate the event with key {:?} at {}: {e}",
                 String::from_utf8_lossy(key),
@@ -257,7 +265,9 @@ impl WindowOperator {
             if !touches && self.is_late(&w) {
                 return self.late_event(batch, i);
             }
-            let ((merged, absorbed), _) = self.sessions.upsert(key, (), Vec::new, |set| merge_session_window(set, w));
+            let ((merged, absorbed), _) = self
+                .sessions
+                .upsert(key, (), Vec::new, |set| merge_session_window(set, w));
             let mut pane: Option<Pane> = None;
             for a in absorbed {
                 if let Some(p) = self.panes.remove(key, a) {
@@ -358,7 +368,7 @@ impl Operator for WindowOperator {
 
     fn finish(&mut self, out: &mut dyn Collector) -> Result<(), OperatorError> {
         self.flush(out);
-        if !self.panes.is_empty() && self.watermark == i64::MAX {
+        if !self.panes.is_empty() {
             return Err(OperatorError::Fault {
                 context: self.context(),
                 message: format!(
