@@ -8,9 +8,12 @@ use std::ops::Range;
 /// state that fits in memory. Each entry remembers its key group, computed once when
 /// the entry is created.
 pub struct HeapKeyedState<N, V> {
-    map: HashMap<(Box<[u8]>, N), (u32, V)>,
+    /// `(key, namespace) -> (key group, value)`.
+    map: HashMap<Entry<N>, (u32, V)>,
     max_parallelism: usize,
 }
+
+type Entry<N> = (Box<[u8]>, N);
 
 /// Borrowed form of the map's key, hashing exactly as `(Box<[u8]>, N)` does, so that
 /// look-ups do not allocate.
