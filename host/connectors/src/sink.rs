@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sluice_core::batch::Batch;
 use sluice_core::connector::{Sink, SinkFactory};
 use sluice_core::format::ValueFormat;
-use sluice_core::format::{write_i64 as push_i64, write_json_str as push_json_str};
+use sluice_core::format::{write_i64 as push_i64, write_json_key};
 use sluice_core::time::write_rfc3339_ms;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -61,19 +61,7 @@ impl Renderer {
             out.push_str(",\"time\":\"");
             write_rfc3339_ms(out, timestamp);
             out.push_str("\",\"key\":");
-            match std::str::from_utf8(key) {
-                Ok(k) => push_json_str(out, k),
-                Err(_) => {
-                    out.push('[');
-                    for (i, b) in key.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        push_i64(out, *b as i64);
-                    }
-                    out.push(']');
-                }
-            }
+            write_json_key(out, key);
             out.push_str(",\"value\":");
             // render_json clears its buffer on a bad packed value: render apart.
             self.value.clear();

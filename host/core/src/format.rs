@@ -170,17 +170,28 @@ impl ValueFormat {
                 _ => write_json_str(out, &String::from_utf8_lossy(value)),
             },
             ValueFormat::Text => write_json_str(out, &String::from_utf8_lossy(value)),
-            ValueFormat::Bytes => {
-                out.push('[');
-                for (i, b) in value.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{b}");
-                }
-                out.push(']');
-            }
+            ValueFormat::Bytes => write_json_bytes(out, value),
         }
+    }
+}
+
+/// Appends `bytes` as a JSON array of numbers (`[0,255]`).
+pub fn write_json_bytes(out: &mut String, bytes: &[u8]) {
+    out.push('[');
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_i64(out, *b as i64);
+    }
+    out.push(']');
+}
+
+/// Appends an event key as JSON: a string when it is UTF-8, else an array of numbers.
+pub fn write_json_key(out: &mut String, key: &[u8]) {
+    match std::str::from_utf8(key) {
+        Ok(s) => write_json_str(out, s),
+        Err(_) => write_json_bytes(out, key),
     }
 }
 

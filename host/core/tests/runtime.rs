@@ -57,6 +57,14 @@ impl Operator for KeyByFieldOp {
     }
 }
 
+/// Joins `job`, failing the test (instead of hanging it) after 60 s.
+fn join_within(job: runtime::RunningJob) -> Result<(), runtime::JobError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(job.join()));
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the job hangs")
+}
+
 fn events(n: usize, seed: u64) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
     let mut x = seed;
     let mut rnd = move || {
@@ -247,7 +255,7 @@ fn run(evs: &[(i64, Vec<u8>, Vec<u8>)], p: usize, batch: usize) -> Results {
         ],
     };
     let job = runtime::start(graph).unwrap();
-    job.join().unwrap();
+    join_within(job).unwrap();
     let mut finals: BTreeMap<(String, i64), Final> = BTreeMap::new();
     for (_, _, v) in results.lock().unwrap().iter() {
         let v: serde_json::Value = serde_json::from_slice(v).unwrap();
@@ -355,7 +363,7 @@ fn a_failing_operator_fails_the_job_with_its_error_and_nothing_hangs() {
             },
         ],
     };
-    let err = runtime::start(graph).unwrap().join().unwrap_err();
+    let err = join_within(runtime::start(graph).unwrap()).unwrap_err();
     assert!(err.0.contains("keyer") && err.0.contains("boom"), "{err}");
 }
 
@@ -499,7 +507,7 @@ fn watermark_is_the_minimum_over_two_inputs() {
                 },
             ],
         };
-        runtime::start(graph).unwrap().join().unwrap();
+        join_within(runtime::start(graph).unwrap()).unwrap();
         assert!(
             late.lock().unwrap().is_empty(),
             "batch {batch}: no event may be late"
@@ -573,7 +581,7 @@ fn a_panicking_subtask_fails_the_job_with_its_message() {
             },
         ],
     };
-    let err = runtime::start(graph).unwrap().join().unwrap_err();
+    let err = join_within(runtime::start(graph).unwrap()).unwrap_err();
     assert!(
         err.0.contains("keyer") && err.0.contains("panicked: a bug in a native operator"),
         "{err}"

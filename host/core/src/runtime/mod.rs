@@ -469,6 +469,7 @@ fn run_source(
     context: &str,
 ) {
     let mut generator = BoundedOutOfOrderness::new(strategy.max_out_of_orderness_ms);
+    let mut next: Option<Batch> = None;
     let mut last_data = Instant::now();
     let mut idle = false;
     let result = (|| -> Result<(), ChainError> {
@@ -477,8 +478,10 @@ fn run_source(
                 // Cancelled or failed elsewhere: stop without finishing (no final watermark).
                 return Ok(());
             }
-            let mut batch = Batch::with_capacity(batch_size, batch_size * 32);
-            match reader.poll_batch(&mut batch, batch_size) {
+            // A fresh batch only after the last one went downstream (not on every poll).
+            let batch =
+                next.get_or_insert_with(|| Batch::with_capacity(batch_size, batch_size * 32));
+            match reader.poll_batch(batch, batch_size) {
                 Err(e) => {
                     state.fail(JobError(format!("{context}: {e}")));
                     return Ok(());
@@ -501,6 +504,7 @@ fn run_source(
                         chain.idle(false)?;
                     }
                     if !batch.is_empty() {
+                        let mut batch = next.take().expect("filled above");
                         generator.mark_batch(&mut batch);
                         chain.process_batch(batch)?;
                     }

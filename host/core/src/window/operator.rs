@@ -1,7 +1,7 @@
 use super::aggregate::{Accumulator, Aggregates};
 use super::assigner::{TimeWindow, WindowAssigner, merge_session_window};
 use crate::batch::Batch;
-use crate::format::write_json_str;
+use crate::format::write_json_key;
 use crate::operator::{Collector, Operator, OperatorContext, OperatorError};
 use crate::state::{HeapKeyedState, KeyedState};
 use crate::time::{format_time, write_time};
@@ -153,10 +153,7 @@ impl WindowOperator {
         let rendered = self.panes.update(key, w, |pane| {
             json.clear();
             json.push_str("{\"key\":");
-            match std::str::from_utf8(key) {
-                Ok(s) => write_json_str(json, s),
-                Err(_) => json.push_str(&serde_json::to_string(key).expect("bytes serialize")),
-            }
+            write_json_key(json, key);
             let _ = write!(
                 json,
                 ",\"window_start\":{},\"window_end\":{},\"start\":\"",
