@@ -173,3 +173,19 @@ fn a_sink_that_cannot_be_created_fails_the_start_and_stops_what_started() {
     assert!(err.contains("copies") && err.contains("blocker"), "{err}");
     assert!(t.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn an_operator_declaring_json_output_that_emits_other_bytes_fails_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    // `clock` replaces each value by 8 bytes of time: not JSON.
+    let text = job(dir.path(), "{mode: clock}", "{}").replace(
+        "    limits: {}\n",
+        "    limits: {}\n    output: {format: json}\n",
+    );
+    assert!(text.contains("output: {format: json}"));
+    let err = run(dir.path(), &text).unwrap_err();
+    assert!(
+        err.contains("operator 'faulty'") && err.contains("not JSON"),
+        "{err}"
+    );
+}

@@ -151,7 +151,8 @@ impl FieldAccessor {
 
 impl ValueFormat {
     /// Appends `value` rendered as one JSON value to `out`: a packed record as an object
-    /// of its fields, JSON as itself, text as a string, bytes as an array of numbers.
+    /// of its fields, JSON as itself (checked where it entered the engine, not here), text
+    /// as a string, bytes as an array of numbers.
     /// A value that does not match its format is rendered as a string saying so, so a
     /// sink never loses an event.
     pub fn render_json(&self, value: &[u8], out: &mut String) {
@@ -163,10 +164,12 @@ impl ValueFormat {
                     write_json_str(out, &format!("<invalid packed value: {e}>"));
                 }
             }
+            // JSON values are checked where they enter the engine (JSON sources parse
+            // every line; a user operator's JSON output is checked by the runtime), so
+            // they are written as they are; only a value that is not UTF-8 or is empty
+            // (which cannot have passed those checks) is written as a string.
             ValueFormat::Json => match std::str::from_utf8(value) {
-                Ok(s) if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() => {
-                    out.push_str(s)
-                }
+                Ok(s) if !s.trim().is_empty() => out.push_str(s),
                 _ => write_json_str(out, &String::from_utf8_lossy(value)),
             },
             ValueFormat::Text => write_json_str(out, &String::from_utf8_lossy(value)),

@@ -45,10 +45,15 @@ pub struct ChainLink {
     pub metrics: Arc<SubtaskMetrics>,
     /// The last watermark sent through the side gates.
     pub side_watermark: i64,
+    /// For a user operator that declares `json` output: checked here, where untrusted
+    /// JSON enters the engine, so that sinks can write JSON values as they are. Holds
+    /// the operator's description for the error.
+    pub check_json_output: Option<String>,
 }
 
 /// The collector handed to link `i`: forwards to link `i + 1` and to `i`'s gates.
 struct LinkOutput<'a> {
+    check_json: Option<&'a str>,
     main_gates: &'a mut Vec<Gate>,
     side_gates: &'a mut Vec<(String, Vec<Gate>)>,
     metrics: &'a SubtaskMetrics,
@@ -68,6 +73,17 @@ impl LinkOutput<'_> {
 impl Collector for LinkOutput<'_> {
     fn collect(&mut self, batch: Batch) {
         if self.error.is_some() {
+            return;
+        }
+        if let Some(who) = self.check_json
+            && let Some(e) = invalid_json(&batch)
+        {
+            self.fail(ChainError::Operator(OperatorError::Fault {
+                context: who.to_string(),
+                message: format!(
+                    "emitted a value that is not JSON, but its output format is json: {e}"
+                ),
+            }));
             return;
         }
         self.metrics
@@ -145,6 +161,21 @@ impl Collector for LinkOutput<'_> {
     }
 }
 
+/// The first value of `batch` that is not a JSON document, described.
+fn invalid_json(batch: &Batch) -> Option<String> {
+    batch.iter().find_map(|e| {
+        serde_json::from_slice::<serde::de::IgnoredAny>(e.value)
+            .err()
+            .map(|err| {
+                let shown = String::from_utf8_lossy(&e.value[..e.value.len().min(80)]).into_owned();
+                format!(
+                    "{err} in {shown:?} (event time {})",
+                    crate::time::format_time(e.timestamp)
+                )
+            })
+    })
+}
+
 /// Calls `f` on the first link of `links` with a collector for that link; then, once
 /// the operator is done with this input (so its side-output events went first), sends
 /// its output watermark's progress through its side gates: side outputs carry event time
@@ -158,6 +189,7 @@ fn deliver(
         return;
     };
     let mut out = LinkOutput {
+        check_json: link.check_json_output.as_deref(),
         main_gates: &mut link.main_gates,
         side_gates: &mut link.side_gates,
         metrics: &link.metrics,

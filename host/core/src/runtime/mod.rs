@@ -14,6 +14,7 @@ pub use metrics::{JobMetrics, SubtaskMetrics, VertexMetrics};
 
 use crate::batch::Batch;
 use crate::connector::{ConnectorError, Sink, SourcePoll, SourceReader};
+use crate::format::ValueFormat;
 use crate::graph::{JobGraph, Partitioning, VertexKind};
 use crate::operator::{Collector, Operator, OperatorContext, OperatorError};
 use crate::time::{BoundedOutOfOrderness, MAX_WATERMARK, WatermarkStrategy, WatermarkValve};
@@ -352,6 +353,12 @@ pub fn start(graph: JobGraph) -> Result<RunningJob, JobError> {
                         side_gates,
                         metrics: subtask_metrics,
                         side_watermark: i64::MIN,
+                        check_json_output: match (&v.kind, &formats[vi]) {
+                            (VertexKind::Operator { .. }, Some(ValueFormat::Json)) => {
+                                Some(ctx.to_string())
+                            }
+                            _ => None,
+                        },
                     });
                     contexts.push(ctx);
                 }
