@@ -36,17 +36,39 @@ pub struct JobError(pub String);
 /// Shared between a job's threads: the first failure, and the cancel flag.
 #[derive(Default)]
 struct JobState {
-    error: Mutex<Option<JobError>>,
+    /// The first failure; `true` when it is a cause, `false` when it is only a symptom
+    /// (a channel that closed because another subtask died), which a cause replaces.
+    error: Mutex<Option<(JobError, bool)>>,
     cancelled: AtomicBool,
 }
 
 impl JobState {
+    /// Records a failure that is a cause, and stops the job.
     fn fail(&self, e: JobError) {
+        self.record(e, true);
+    }
+
+    /// Records a symptom: kept only if no cause is ever recorded.
+    fn fail_symptom(&self, e: JobError) {
+        self.record(e, false);
+    }
+
+    fn record(&self, e: JobError, cause: bool) {
         let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(e);
+        match &*slot {
+            None => *slot = Some((e, cause)),
+            Some((_, false)) if cause => *slot = Some((e, cause)),
+            Some(_) => {}
         }
         self.cancelled.store(true, Relaxed);
+    }
+
+    fn take_error(&self) -> Option<JobError> {
+        self.error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(|(e, _)| e)
     }
 }
 
@@ -90,13 +112,7 @@ impl RunningJob {
                 )));
             }
         }
-        match self
-            .state
-            .error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        match self.state.take_error() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -459,7 +475,7 @@ fn report(state: &JobState, e: ChainError) {
                 } else {
                     "a downstream"
                 };
-                state.fail(JobError(format!(
+                state.fail_symptom(JobError(format!(
                     "internal error: {which} subtask stopped unexpectedly"
                 )));
             }
