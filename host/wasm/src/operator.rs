@@ -479,12 +479,16 @@ impl Operator for WasmOperator {
         let instance = self.instantiate().map_err(|m| self.fault(m))?;
         self.instance = Some(instance);
         let config = self.config.clone();
-        self.call("init", |inst| {
+        let init = self.call("init", |inst| {
             inst.bindings
                 .sluice_operator_operator()
                 .call_init(&mut inst.store, &config)
+        });
+        init.map_err(|e| {
+            // An operator whose init failed is not open: later calls are errors.
+            self.instance = None;
+            self.to_operator_error(e)
         })
-        .map_err(|e| self.to_operator_error(e))
     }
 
     fn process_batch(
@@ -493,7 +497,7 @@ impl Operator for WasmOperator {
         out: &mut dyn Collector,
     ) -> Result<(), OperatorError> {
         let input_len = batch.len();
-        if input_len == 0 {
+        if input_len == 0 && self.instance.is_some() && self.dead.is_none() {
             // Only watermark marks (common after a key-by split): nothing for the guest.
             if !batch.is_void() {
                 out.collect(batch);
