@@ -229,6 +229,25 @@ fn print_summary(name: &str, s: &RunSummary, outputs: &[(String, String)], ok: b
     }
     println!("  outputs:");
     for (id, path) in outputs {
-        println!("    {id:<16} {path}");
+        println!("    {id:<16} {}", tidy_path(path));
+    }
+}
+
+/// `a/b/../../out/x` as `out/x`: removes `.` and `name/..` pairs, for display only.
+fn tidy_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "." => {}
+            ".." if parts.last().is_some_and(|p| *p != ".." && !p.is_empty()) => {
+                parts.pop();
+            }
+            _ => parts.push(part),
+        }
+    }
+    if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
     }
 }
