@@ -48,10 +48,17 @@ struct Renderer {
     write: WriteOpt,
     format: ValueFormat,
     line: String,
-    value: String,
 }
 
 impl Renderer {
+    fn new(write: WriteOpt, format: &ValueFormat) -> Renderer {
+        Renderer {
+            write,
+            format: format.clone(),
+            line: String::new(),
+        }
+    }
+
     fn render(&mut self, timestamp: i64, key: &[u8], value: &[u8]) -> &[u8] {
         let out = &mut self.line;
         out.clear();
@@ -63,10 +70,7 @@ impl Renderer {
             out.push_str("\",\"key\":");
             write_json_key(out, key);
             out.push_str(",\"value\":");
-            // render_json clears its buffer on a bad packed value: render apart.
-            self.value.clear();
-            self.format.render_json(value, &mut self.value);
-            out.push_str(&self.value);
+            self.format.render_json(value, out);
             out.push('}');
         } else {
             self.format.render_json(value, out);
@@ -146,12 +150,7 @@ impl SinkFactory for JsonlSinkFactory {
         Ok(Box::new(JsonlFileSink {
             out: BufWriter::with_capacity(BUFFER, f),
             path,
-            renderer: Renderer {
-                write: self.write,
-                format: format.clone(),
-                line: String::new(),
-                value: String::new(),
-            },
+            renderer: Renderer::new(self.write, format),
         }))
     }
 
@@ -220,12 +219,7 @@ impl SinkFactory for StdoutSinkFactory {
     ) -> Result<Box<dyn Sink>, ConnectorError> {
         Ok(Box::new(StdoutSink {
             out: BufWriter::with_capacity(BUFFER, std::io::stdout()),
-            renderer: Renderer {
-                write: self.write,
-                format: format.clone(),
-                line: String::new(),
-                value: String::new(),
-            },
+            renderer: Renderer::new(self.write, format),
         }))
     }
 

@@ -9,6 +9,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 struct TestResolver;
+
+/// Never run: these tests only build graphs.
+struct NoOperator;
+impl OperatorFactory for NoOperator {
+    fn create(
+        &self,
+        _: usize,
+        _: usize,
+    ) -> Result<Box<dyn sluice_core::Operator>, sluice_core::OperatorError> {
+        unreachable!("graphs are only built here")
+    }
+}
 impl Resolver for TestResolver {
     fn source(
         &self,
@@ -38,11 +50,14 @@ impl Resolver for TestResolver {
     fn operator(
         &self,
         _: &str,
-        _: &serde_json::Value,
+        o: &serde_json::Value,
         _: &Path,
         f: &str,
     ) -> Result<Arc<dyn OperatorFactory>, SpecError> {
-        Err(SpecError(format!("{f}.wasm: not in this test")))
+        if o.get("wasm").is_none() {
+            return Err(SpecError(format!("{f}.wasm: missing")));
+        }
+        Ok(Arc::new(NoOperator))
     }
 }
 
@@ -203,5 +218,23 @@ fn yaml_errors_are_reported() {
             .unwrap_err()
             .0
             .contains("missing field `sources`")
+    );
+}
+
+#[test]
+fn a_union_of_different_value_formats_is_an_error() {
+    let text = r#"
+name: t
+sources: [{id: src, connector: memory, watermarks: {max_out_of_orderness: 0}}]
+operators:
+  - {id: op, input: src, wasm: x.wasm, output: {format: packed, fields: [{name: x, type: i64}]}}
+windows:
+  - {id: w, input: [src, op], window: {type: tumbling, size: 1s}, aggregates: [{name: n, fn: count}]}
+sinks: [{id: out, input: w, connector: x}]
+"#;
+    let e = build(text).map(|_| ()).unwrap_err().0;
+    assert!(
+        e.contains("windows[0].input") && e.contains("'op'") && e.contains("format"),
+        "{e}"
     );
 }

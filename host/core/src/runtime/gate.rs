@@ -41,7 +41,6 @@ pub struct Gate {
     max_parallelism: usize,
     next_rebalance: usize,
     metrics: Arc<SubtaskMetrics>,
-    split: Vec<Batch>,
 }
 
 impl Gate {
@@ -60,7 +59,6 @@ impl Gate {
             forward_to: producer_subtask,
             max_parallelism,
             next_rebalance: producer_subtask % senders.len().max(1),
-            split: Vec::new(),
             senders,
             metrics,
         }
@@ -115,30 +113,27 @@ impl Gate {
                 }
                 let per_target = batch.len() / n + 16;
                 let bytes = batch.value_data().len() / n + 64;
-                self.split.resize_with(n, Batch::new);
-                for part in &mut self.split {
-                    *part = Batch::with_capacity(per_target, bytes);
-                }
+                // The parts move downstream, so each batch needs new ones.
+                let mut parts: Vec<Batch> = (0..n)
+                    .map(|_| Batch::with_capacity(per_target, bytes))
+                    .collect();
                 let marks = batch.marks();
                 let mut next_mark = 0;
                 for i in 0..batch.len() {
                     while next_mark < marks.len() && marks[next_mark].row as usize <= i {
-                        self.split
+                        parts
                             .iter_mut()
                             .for_each(|p| p.push_watermark(marks[next_mark].watermark));
                         next_mark += 1;
                     }
                     let kg = key_group(batch.key(i), self.max_parallelism);
                     let to = subtask_for_key_group(kg, n, self.max_parallelism);
-                    self.split[to].push_from(&batch, i);
+                    parts[to].push_from(&batch, i);
                 }
                 for m in &marks[next_mark..] {
-                    self.split
-                        .iter_mut()
-                        .for_each(|p| p.push_watermark(m.watermark));
+                    parts.iter_mut().for_each(|p| p.push_watermark(m.watermark));
                 }
-                for to in 0..n {
-                    let part = std::mem::take(&mut self.split[to]);
+                for (to, part) in parts.into_iter().enumerate() {
                     if !part.is_void() {
                         self.send(to, StreamElement::Batch(part))?;
                     }
