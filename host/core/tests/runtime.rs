@@ -587,3 +587,201 @@ fn a_panicking_subtask_fails_the_job_with_its_message() {
         "{err}"
     );
 }
+
+/// A source that emits its events, then has nothing (Pending) until `release` is set or
+/// 4 s pass, then ends. Records whether it was released (true) or timed out.
+struct StallingSource {
+    events: Arc<Events>,
+    release: Arc<std::sync::atomic::AtomicBool>,
+    released: Arc<std::sync::atomic::AtomicBool>,
+}
+struct StallingReader {
+    inner: VecReader,
+    release: Arc<std::sync::atomic::AtomicBool>,
+    released: Arc<std::sync::atomic::AtomicBool>,
+    stalled_at: Option<std::time::Instant>,
+}
+impl SourceFactory for StallingSource {
+    fn value_format(&self) -> ValueFormat {
+        ValueFormat::Json
+    }
+    fn max_parallelism(&self) -> usize {
+        1
+    }
+    fn create_reader(&self, _: usize, _: usize) -> Result<Box<dyn SourceReader>, ConnectorError> {
+        Ok(Box::new(StallingReader {
+            inner: VecReader {
+                events: self.events.clone(),
+                pos: 0,
+            },
+            release: self.release.clone(),
+            released: self.released.clone(),
+            stalled_at: None,
+        }))
+    }
+}
+impl SourceReader for StallingReader {
+    fn poll_batch(&mut self, batch: &mut Batch, max: usize) -> Result<SourcePoll, ConnectorError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        match self.inner.poll_batch(batch, max)? {
+            SourcePoll::End => {
+                let since = *self.stalled_at.get_or_insert_with(std::time::Instant::now);
+                if self.release.load(SeqCst) {
+                    self.released.store(true, SeqCst);
+                    Ok(SourcePoll::End)
+                } else if since.elapsed() > std::time::Duration::from_secs(4) {
+                    Ok(SourcePoll::End)
+                } else {
+                    Ok(SourcePoll::Pending)
+                }
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// Releases a stalling source as soon as a window result reaches the sink.
+struct ReleasingSink(Arc<std::sync::atomic::AtomicBool>);
+struct ReleasingWriter(Arc<std::sync::atomic::AtomicBool>);
+impl SinkFactory for ReleasingSink {
+    fn create_sink(
+        &self,
+        _: usize,
+        _: usize,
+        _: &ValueFormat,
+    ) -> Result<Box<dyn Sink>, ConnectorError> {
+        Ok(Box::new(ReleasingWriter(self.0.clone())))
+    }
+    fn describe(&self) -> String {
+        "releasing".into()
+    }
+}
+impl Sink for ReleasingWriter {
+    fn write_batch(&mut self, b: &Batch) -> Result<(), ConnectorError> {
+        if !b.is_empty() {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// One of two sources goes quiet: with an idleness timeout it stops holding the
+/// watermark back and the other source's windows fire while it is still quiet; without
+/// one, nothing fires until it ends.
+#[test]
+fn an_idle_source_stops_holding_back_the_watermark() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let quiet: Events = (0..10i64)
+        .map(|i| (i * 1000, vec![], br#"{"k":"q","x":1}"#.to_vec()))
+        .collect();
+    let busy: Events = (0..5000i64)
+        .map(|i| (i * 1000, vec![], br#"{"k":"b","x":1}"#.to_vec()))
+        .collect();
+    for idleness in [Some(std::time::Duration::from_millis(200)), None] {
+        let release = Arc::new(AtomicBool::new(false));
+        let released = Arc::new(AtomicBool::new(false));
+        let keyer = |id: &str, input: usize| Vertex {
+            id: id.into(),
+            parallelism: 1,
+            kind: VertexKind::Operator {
+                factory: Arc::new(KeyByField),
+                output_format: None,
+            },
+            inputs: vec![Input {
+                vertex: input,
+                side_output: None,
+                partitioning: Partitioning::Forward,
+            }],
+        };
+        let graph = JobGraph {
+            name: "idle".into(),
+            config: ExecutionConfig {
+                batch_size: 100,
+                ..Default::default()
+            },
+            vertices: vec![
+                Vertex {
+                    id: "quiet".into(),
+                    parallelism: 1,
+                    kind: VertexKind::Source {
+                        factory: Arc::new(StallingSource {
+                            events: Arc::new(quiet.clone()),
+                            release: release.clone(),
+                            released: released.clone(),
+                        }),
+                        watermarks: WatermarkStrategy {
+                            max_out_of_orderness_ms: 0,
+                            idleness,
+                        },
+                    },
+                    inputs: vec![],
+                },
+                Vertex {
+                    id: "busy".into(),
+                    parallelism: 1,
+                    kind: VertexKind::Source {
+                        factory: Arc::new(VecSource {
+                            events: Arc::new(busy.clone()),
+                        }),
+                        watermarks: WatermarkStrategy {
+                            max_out_of_orderness_ms: 0,
+                            idleness,
+                        },
+                    },
+                    inputs: vec![],
+                },
+                keyer("key-quiet", 0),
+                keyer("key-busy", 1),
+                Vertex {
+                    id: "win".into(),
+                    parallelism: 1,
+                    kind: VertexKind::Window {
+                        assigner: WindowAssigner::Tumbling {
+                            size: 60_000,
+                            offset: 0,
+                        },
+                        allowed_lateness: 0,
+                        aggregates: vec![AggregateSpec {
+                            name: "n".into(),
+                            function: AggregateFn::Count,
+                            field: None,
+                        }],
+                    },
+                    inputs: vec![
+                        Input {
+                            vertex: 2,
+                            side_output: None,
+                            partitioning: Partitioning::KeyBy,
+                        },
+                        Input {
+                            vertex: 3,
+                            side_output: None,
+                            partitioning: Partitioning::KeyBy,
+                        },
+                    ],
+                },
+                Vertex {
+                    id: "out".into(),
+                    parallelism: 1,
+                    kind: VertexKind::Sink {
+                        factory: Arc::new(ReleasingSink(release.clone())),
+                    },
+                    inputs: vec![Input {
+                        vertex: 4,
+                        side_output: None,
+                        partitioning: Partitioning::Forward,
+                    }],
+                },
+            ],
+        };
+        join_within(runtime::start(graph).unwrap()).unwrap();
+        assert_eq!(
+            released.load(SeqCst),
+            idleness.is_some(),
+            "idleness {idleness:?}: windows fired while the quiet source was quiet?"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 /// Combines the watermarks of several inputs into one: the minimum over the inputs that
-/// are active; an idle input does not hold the watermark back until it sends data again
-/// (Flink's `StatusWatermarkValve`). The output never goes backwards.
+/// are active; an idle input does not hold the watermark back until it sends data again,
+/// and when no input is active but some are idle, the highest watermark any input
+/// reached (Flink's `StatusWatermarkValve`). The output never goes backwards.
 #[derive(Debug, Clone)]
 pub struct WatermarkValve {
     inputs: Vec<InputState>,
@@ -60,15 +61,19 @@ impl WatermarkValve {
     }
 
     fn recompute(&mut self) -> Option<i64> {
-        let min = self
-            .inputs
-            .iter()
-            .filter(|s| !s.idle && !s.ended)
-            .map(|s| s.watermark)
-            .min()?;
-        if min > self.output {
-            self.output = min;
-            Some(min)
+        let active = self.inputs.iter().filter(|s| !s.idle && !s.ended);
+        let combined = match active.map(|s| s.watermark).min() {
+            Some(min) => min,
+            // No active input, and some idle: as Flink's valve, move on to the highest
+            // watermark any input reached, so that idle inputs do not stall event time.
+            None if self.inputs.iter().any(|s| s.idle) => {
+                self.inputs.iter().map(|s| s.watermark).max()?
+            }
+            None => return None,
+        };
+        if combined > self.output {
+            self.output = combined;
+            Some(combined)
         } else {
             None
         }
@@ -104,10 +109,10 @@ mod tests {
         assert_eq!(v.input_watermark(1, 120), None);
         assert_eq!(v.input_watermark(0, 200), None);
         assert_eq!(v.input_watermark(1, 180), Some(180));
-        // All idle: nothing advances.
-        v.input_idle(0, true);
-        assert_eq!(v.input_idle(1, true), None);
-        assert_eq!(v.current(), 180);
+        // All idle: the highest watermark any input reached (Flink's valve).
+        assert_eq!(v.input_idle(0, true), None); // input 1 (180) is still active
+        assert_eq!(v.input_idle(1, true), Some(200));
+        assert_eq!(v.current(), 200);
     }
 
     #[test]

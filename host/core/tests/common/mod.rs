@@ -12,9 +12,9 @@ pub type Rows = Arc<Mutex<Vec<(i64, Vec<u8>, Vec<u8>)>>>;
 pub struct VecSource {
     pub events: Arc<Events>,
 }
-struct VecReader {
-    events: Arc<Events>,
-    pos: usize,
+pub struct VecReader {
+    pub events: Arc<Events>,
+    pub pos: usize,
 }
 impl SourceFactory for VecSource {
     fn value_format(&self) -> ValueFormat {
