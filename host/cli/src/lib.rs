@@ -2,5 +2,7 @@
 //! connectors and the WASM runtime ([`job`]), and watches it ([`progress`]). The
 //! binary is a thin layer of argument parsing over it; the end-to-end tests use it too.
 
+#![warn(missing_docs)]
+
 pub mod job;
 pub mod progress;

@@ -3,6 +3,8 @@
 //! or HTTP: those plug in through the [`operator::Operator`] and
 //! [`connector::SourceFactory`] / [`connector::SinkFactory`] traits.
 
+#![warn(missing_docs)]
+
 pub mod batch;
 pub mod connector;
 pub mod format;

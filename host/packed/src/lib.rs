@@ -17,6 +17,7 @@
 //! parsing text. This crate has no dependencies so that guests built for `wasm32-wasip2`
 //! can use it too.
 
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::fmt;
