@@ -177,6 +177,7 @@ fn run(cli: Cli) -> Result<()> {
             let result = job.join();
             let s = RunSummary::from_metrics(&metrics, process_cpu_time().saturating_sub(cpu0));
             print_summary(&name, &s, &outputs, result.is_ok());
+            print_vertices(&metrics);
             result.map_err(|e| anyhow::anyhow!("job '{name}' failed: {e}"))
         }
     }
@@ -230,6 +231,29 @@ fn print_summary(name: &str, s: &RunSummary, outputs: &[(String, String)], ok: b
     println!("  outputs:");
     for (id, path) in outputs {
         println!("    {id:<16} {}", tidy_path(path));
+    }
+}
+
+/// Per vertex: subtasks, events in and out, side-output events, and the time its
+/// subtasks spent waiting on full downstream channels (backpressure).
+fn print_vertices(metrics: &sluice_core::runtime::JobMetrics) {
+    println!("  vertices:");
+    println!(
+        "    {:<20} {:<8} {:>3} {:>12} {:>12} {:>10} {:>14}",
+        "id", "kind", "p", "events in", "events out", "side out", "backpressured"
+    );
+    for v in &metrics.vertices {
+        let bp_ms = v.sum(|s| &s.backpressured_ns) / 1_000_000;
+        println!(
+            "    {:<20} {:<8} {:>3} {:>12} {:>12} {:>10} {:>11} ms",
+            v.id,
+            v.kind,
+            v.subtasks.len(),
+            group(v.sum(|s| &s.records_in)),
+            group(v.sum(|s| &s.records_out)),
+            group(v.sum(|s| &s.side_records_out)),
+            group(bp_ms)
+        );
     }
 }
 

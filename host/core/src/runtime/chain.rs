@@ -108,6 +108,11 @@ impl Collector for LinkOutput<'_> {
         if self.chained
             && let Some(batch) = batch
         {
+            if let Some(next) = self.rest.first() {
+                next.metrics
+                    .records_in
+                    .fetch_add(batch.len() as u64, Relaxed);
+            }
             deliver(self.rest, self.error, |op, out| {
                 op.process_batch(batch, out)
             });
