@@ -755,15 +755,22 @@ fn jsonl_sink_subtasks_write_their_own_files() {
     assert!(dir.path().join("noext-1").is_file());
 }
 
-/// The real dataset, if this machine has it: installs it in a cache directory as a
-/// fetch would, and checks that `resolve_dataset` uses the cached copy.
+/// The real flights file, fetched (once per machine) into the default cache with the
+/// same code a job uses.
+fn real_flights() -> std::path::PathBuf {
+    resolve_dataset(
+        "npm:vega-datasets@3.2.1/data/flights-3m.parquet",
+        Some("dbeb920c90f59b6ccaff823dcc3d08f25a97fa1ce128d93f40be4e931f5900b0"),
+        Path::new("."),
+    )
+    .expect("fetch the flights data set")
+}
+
+/// The real dataset installed in a fresh cache directory as a fetch would: checks that
+/// `resolve_dataset` uses the cached copy.
 #[test]
 fn npm_dataset_cache_hit() {
-    let real = Path::new("/work/shared/data/flights-3m.parquet");
-    if !real.is_file() {
-        eprintln!("skipped: {} is not here", real.display());
-        return;
-    }
+    let real = &real_flights();
     let cache = tempfile::tempdir().unwrap();
     let dest = cache
         .path()
@@ -852,11 +859,7 @@ fn npm_fetch_real_dataset() {
 #[test]
 #[ignore]
 fn real_flights_order_by_timing() {
-    let real = Path::new("/work/shared/data/flights-3m.parquet");
-    if !real.is_file() {
-        eprintln!("skipped: {} is not here", real.display());
-        return;
-    }
+    let real = &real_flights();
     for (order_by, fmt) in [
         (Some("date + delay * 60000"), "packed"),
         (None, "packed"),
@@ -949,11 +952,7 @@ fn parquet_order_by_floats_and_nulls() {
 #[test]
 #[ignore]
 fn real_flights_sink_timing() {
-    let real = Path::new("/work/shared/data/flights-3m.parquet");
-    if !real.is_file() {
-        eprintln!("skipped: {} is not here", real.display());
-        return;
-    }
+    let real = &real_flights();
     let f = source(
         "parquet",
         json!({"path": real, "event_time": "date"}),
