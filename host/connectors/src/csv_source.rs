@@ -2,9 +2,8 @@
 //! value either the record's fields re-joined with the delimiter (`text`) or the fields
 //! converted to a packed record (`packed`, with a declared schema). Parallelism 1.
 
-use crate::dataset::resolve_dataset;
 use crate::time::TimeFormat;
-use crate::{ConnectorError, parse_options, sub};
+use crate::{ConnectorError, input_path, open_buffered, parse_options, sub};
 use serde::Deserialize;
 use sluice_core::batch::Batch;
 use sluice_core::connector::{SourceFactory, SourcePoll, SourceReader};
@@ -86,8 +85,7 @@ impl CsvSourceFactory {
         field: &str,
     ) -> Result<Self, ConnectorError> {
         let o: Options = parse_options(options, field)?;
-        let path = resolve_dataset(&o.path, o.sha256.as_deref(), spec_dir)
-            .map_err(|e| ConnectorError(format!("{}: {}", sub(field, "path"), e.0)))?;
+        let path = input_path(&o.path, o.sha256.as_deref(), spec_dir, field)?;
         let delimiter = match o.delimiter.as_str() {
             "\\t" | "tab" => b'\t',
             d if d.len() == 1 => d.as_bytes()[0],
@@ -202,14 +200,12 @@ impl SourceFactory for CsvSourceFactory {
         _parallelism: usize,
     ) -> Result<Box<dyn SourceReader>, ConnectorError> {
         let reader = if subtask == 0 {
-            let f = File::open(&self.path)
-                .map_err(|e| ConnectorError(format!("{}: {e}", self.path.display())))?;
             Some(
                 csv::ReaderBuilder::new()
                     .delimiter(self.delimiter)
                     .has_headers(self.has_header)
                     .flexible(self.schema.is_none())
-                    .from_reader(BufReader::with_capacity(1 << 20, f)),
+                    .from_reader(open_buffered(&self.path)?),
             )
         } else {
             None

@@ -1,9 +1,8 @@
 //! The JSON-lines file source: one event per non-blank line, the event time read from a
 //! top-level member, the value the line itself (JSON). Parallelism 1.
 
-use crate::dataset::resolve_dataset;
 use crate::time::TimeFormat;
-use crate::{ConnectorError, parse_options, sub};
+use crate::{ConnectorError, input_path, open_buffered, parse_options};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use sluice_core::batch::Batch;
@@ -53,8 +52,7 @@ impl JsonlSourceFactory {
         field: &str,
     ) -> Result<Self, ConnectorError> {
         let o: Options = parse_options(options, field)?;
-        let path = resolve_dataset(&o.path, o.sha256.as_deref(), spec_dir)
-            .map_err(|e| ConnectorError(format!("{}: {}", sub(field, "path"), e.0)))?;
+        let path = input_path(&o.path, o.sha256.as_deref(), spec_dir, field)?;
         Ok(JsonlSourceFactory {
             path,
             field: o.event_time.field,
@@ -78,9 +76,7 @@ impl SourceFactory for JsonlSourceFactory {
         _parallelism: usize,
     ) -> Result<Box<dyn SourceReader>, ConnectorError> {
         let reader = if subtask == 0 {
-            let f = File::open(&self.path)
-                .map_err(|e| ConnectorError(format!("{}: {e}", self.path.display())))?;
-            Some(BufReader::with_capacity(1 << 20, f))
+            Some(open_buffered(&self.path)?)
         } else {
             None
         };

@@ -166,6 +166,27 @@ pub(crate) fn parse_options<T: DeserializeOwned>(
     sluice_core::spec::from_value(options, field).map_err(ConnectorError)
 }
 
+/// The local file of a source's `path` option (fetching an `npm:` dataset, checking
+/// `sha256`); errors are prefixed with `<field>.path`.
+pub(crate) fn input_path(
+    path: &str,
+    sha256: Option<&str>,
+    spec_dir: &Path,
+    field: &str,
+) -> Result<std::path::PathBuf, ConnectorError> {
+    resolve_dataset(path, sha256, spec_dir)
+        .map_err(|e| ConnectorError(format!("{}: {}", sub(field, "path"), e.0)))
+}
+
+/// Opens an input file with a 1 MiB read buffer; errors name the file.
+pub(crate) fn open_buffered(
+    path: &Path,
+) -> Result<std::io::BufReader<std::fs::File>, ConnectorError> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| ConnectorError(format!("{}: {e}", path.display())))?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, f))
+}
+
 /// `field.sub`, for error messages.
 pub(crate) fn sub(field: &str, name: &str) -> String {
     format!("{field}.{name}")

@@ -8,9 +8,8 @@
 //! the file's uncompressed column size: some 100 MB for 3 million rows of a few columns),
 //! computes the expression per row and emits rows sorted by it, ties by row number.
 
-use crate::dataset::resolve_dataset;
 use crate::expr::{self, Expr};
-use crate::{ConnectorError, parse_options, sub};
+use crate::{ConnectorError, input_path, parse_options, sub};
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{
@@ -128,8 +127,7 @@ impl ParquetSourceFactory {
         field: &str,
     ) -> Result<Self, ConnectorError> {
         let o: Options = parse_options(options, field)?;
-        let path = resolve_dataset(&o.path, o.sha256.as_deref(), spec_dir)
-            .map_err(|e| ConnectorError(format!("{}: {}", sub(field, "path"), e.0)))?;
+        let path = input_path(&o.path, o.sha256.as_deref(), spec_dir, field)?;
         let builder = open(&path)?;
         let schema = builder.schema().clone();
         let find = |name: &str, at: &str| {
