@@ -309,10 +309,12 @@ fn window_results_match_an_independent_replay_for_every_batch_size_and_paralleli
     }
 }
 
-#[test]
-fn a_failing_operator_fails_the_job_with_its_error_and_nothing_hangs() {
-    let mut evs = events(3000, 9);
-    evs[2500].2 = br#"{"k":"boom","x":1}"#.to_vec();
+/// Runs `src -> keyer (parallelism 2, rebalanced) -> sink` over `events(n, seed)` with
+/// event `bad` replaced by one keyed `poison` (`boom` makes the keyer return an error,
+/// `panic` makes it panic), and returns the job's error.
+fn run_keyer_job_with_poison(n: usize, seed: u64, bad: usize, poison: &str) -> runtime::JobError {
+    let mut evs = events(n, seed);
+    evs[bad].2 = format!(r#"{{"k":"{poison}","x":1}}"#).into_bytes();
     let results: Rows = Arc::default();
     let graph = JobGraph {
         name: "t".into(),
@@ -363,7 +365,12 @@ fn a_failing_operator_fails_the_job_with_its_error_and_nothing_hangs() {
             },
         ],
     };
-    let err = join_within(runtime::start(graph).unwrap()).unwrap_err();
+    join_within(runtime::start(graph).unwrap()).unwrap_err()
+}
+
+#[test]
+fn a_failing_operator_fails_the_job_with_its_error_and_nothing_hangs() {
+    let err = run_keyer_job_with_poison(3000, 9, 2500, "boom");
     assert!(err.0.contains("keyer") && err.0.contains("boom"), "{err}");
 }
 
@@ -529,59 +536,7 @@ fn watermark_is_the_minimum_over_two_inputs() {
 
 #[test]
 fn a_panicking_subtask_fails_the_job_with_its_message() {
-    let mut evs = events(2000, 11);
-    evs[1500].2 = br#"{"k":"panic","x":1}"#.to_vec();
-    let results: Rows = Arc::default();
-    let graph = JobGraph {
-        name: "t".into(),
-        config: ExecutionConfig {
-            batch_size: 16,
-            channel_capacity: 1,
-            ..Default::default()
-        },
-        vertices: vec![
-            Vertex {
-                id: "src".into(),
-                parallelism: 1,
-                kind: VertexKind::Source {
-                    factory: Arc::new(VecSource {
-                        events: Arc::new(evs),
-                    }),
-                    watermarks: WatermarkStrategy {
-                        max_out_of_orderness_ms: 0,
-                        idleness: None,
-                    },
-                },
-                inputs: vec![],
-            },
-            Vertex {
-                id: "keyer".into(),
-                parallelism: 2,
-                kind: VertexKind::Operator {
-                    factory: Arc::new(KeyByField),
-                    output_format: None,
-                },
-                inputs: vec![Input {
-                    vertex: 0,
-                    side_output: None,
-                    partitioning: Partitioning::Rebalance,
-                }],
-            },
-            Vertex {
-                id: "out".into(),
-                parallelism: 1,
-                kind: VertexKind::Sink {
-                    factory: Arc::new(CollectSink(results)),
-                },
-                inputs: vec![Input {
-                    vertex: 1,
-                    side_output: None,
-                    partitioning: Partitioning::Rebalance,
-                }],
-            },
-        ],
-    };
-    let err = join_within(runtime::start(graph).unwrap()).unwrap_err();
+    let err = run_keyer_job_with_poison(2000, 11, 1500, "panic");
     assert!(
         err.0.contains("keyer") && err.0.contains("panicked: a bug in a native operator"),
         "{err}"
