@@ -10,6 +10,8 @@ use sluice_core::spec::Overrides;
 use sluice_wasm::{RuntimeConfig, WasmRuntime};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -157,8 +159,23 @@ fn run(cli: Cli) -> Result<()> {
             let interval = Duration::from_secs(1);
             let mut last = Instant::now();
             let mut prev = 0;
+            // Ctrl-C cancels the job: subtasks stop, sinks flush what they wrote, and
+            // the summary is printed.
+            let interrupted = Arc::new(AtomicBool::new(false));
+            let mut cancelled = false;
+            {
+                let flag = interrupted.clone();
+                if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+                    tracing::warn!("Ctrl-C will not stop the job cleanly: {e}");
+                }
+            }
             while !job.is_finished() {
                 std::thread::sleep(Duration::from_millis(50));
+                if interrupted.swap(false, Ordering::SeqCst) {
+                    eprintln!("\nsluice: interrupted, stopping the job…");
+                    job.cancel();
+                    cancelled = true;
+                }
                 if !quiet && last.elapsed() >= interval {
                     let (line, events) = progress_line(job.metrics(), prev, last.elapsed());
                     if tty {
@@ -176,17 +193,21 @@ fn run(cli: Cli) -> Result<()> {
             let metrics = job.metrics().clone();
             let result = job.join();
             let s = RunSummary::from_metrics(&metrics, process_cpu_time().saturating_sub(cpu0));
-            print_summary(&name, &s, &outputs, result.is_ok());
+            let status = match &result {
+                Ok(()) => "finished",
+                Err(_) if cancelled => "was cancelled",
+                Err(_) => "FAILED",
+            };
+            print_summary(&name, &s, &outputs, status);
             print_vertices(&metrics);
             result.map_err(|e| anyhow::anyhow!("job '{name}' failed: {e}"))
         }
     }
 }
 
-fn print_summary(name: &str, s: &RunSummary, outputs: &[(String, String)], ok: bool) {
+fn print_summary(name: &str, s: &RunSummary, outputs: &[(String, String)], status: &str) {
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     let cpu = s.cpu.as_secs_f64();
-    let status = if ok { "finished" } else { "FAILED" };
     println!("\nJob '{name}' {status} in {secs:.2} s");
     println!(
         "  events in:                {:>12}   {:.2} M events/s, {:.2} M events per CPU-second ({:.3} CPU-s per M events)",
