@@ -128,6 +128,22 @@ fn run(cli: Cli) -> Result<()> {
                 parallelism,
                 batch_size,
             };
+            // Ctrl-C cancels the job: subtasks stop, sinks flush what they wrote, and
+            // the summary is printed.
+            let interrupted = Arc::new(AtomicBool::new(false));
+            let mut cancelled = false;
+            {
+                let flag = interrupted.clone();
+                // A second Ctrl-C (say, while the job is still being prepared) exits at once.
+                let handler = move || {
+                    if flag.swap(true, Ordering::SeqCst) {
+                        std::process::exit(130);
+                    }
+                };
+                if let Err(e) = ctrlc::set_handler(handler) {
+                    tracing::warn!("Ctrl-C will not stop the job cleanly: {e}");
+                }
+            }
             let prepare = Instant::now();
             let graph = build_graph(&spec, &resolver, overrides)?;
             let name = graph.name.clone();
@@ -159,19 +175,9 @@ fn run(cli: Cli) -> Result<()> {
             let interval = Duration::from_secs(1);
             let mut last = Instant::now();
             let mut prev = 0;
-            // Ctrl-C cancels the job: subtasks stop, sinks flush what they wrote, and
-            // the summary is printed.
-            let interrupted = Arc::new(AtomicBool::new(false));
-            let mut cancelled = false;
-            {
-                let flag = interrupted.clone();
-                if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
-                    tracing::warn!("Ctrl-C will not stop the job cleanly: {e}");
-                }
-            }
             while !job.is_finished() {
                 std::thread::sleep(Duration::from_millis(50));
-                if interrupted.swap(false, Ordering::SeqCst) {
+                if interrupted.load(Ordering::SeqCst) && !cancelled {
                     eprintln!("\nsluice: interrupted, stopping the job…");
                     job.cancel();
                     cancelled = true;

@@ -115,3 +115,56 @@ sinks:
     let first: serde_json::Value = serde_json::from_str(written.lines().next().unwrap()).unwrap();
     assert_eq!(first["value"]["x"], 0);
 }
+
+#[test]
+fn ctrl_c_cancels_the_job_and_prints_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..400_000)
+        .map(|i| format!("{{\"t\": {}, \"x\": {i}}}\n", i * 1000))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
+    let spec = write_spec(
+        dir.path(),
+        r#"
+name: long
+sources:
+  - id: src
+    connector: jsonl
+    path: in.jsonl
+    event_time: {field: t, format: epoch_ms}
+    watermarks: {max_out_of_orderness: 0}
+sinks:
+  - {id: out, input: src, connector: jsonl, path: out/events.jsonl}
+"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--quiet", "--batch-size", "1", &spec])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the job runs, then interrupt it as a terminal's Ctrl-C would.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(first.contains("running"), "{first}");
+    // SAFETY: sends a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("Job 'long' was cancelled"),
+        "{stdout}\n{rest}"
+    );
+    assert!(rest.contains("interrupted"), "{rest}");
+    // What was written is whole lines.
+    let written = std::fs::read_to_string(dir.path().join("out/events.jsonl")).unwrap();
+    assert!(
+        written
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+    );
+}
