@@ -83,3 +83,29 @@ impl JobMetrics {
         self.vertices.iter().find(|v| v.id == id)
     }
 }
+
+impl JobMetrics {
+    /// Zeroed figures for every subtask of every vertex of `graph` (and window counters
+    /// for windows), starting the clock now.
+    pub fn for_graph(graph: &crate::graph::JobGraph) -> JobMetrics {
+        let vertices = graph
+            .vertices
+            .iter()
+            .map(|v| VertexMetrics {
+                id: v.id.clone(),
+                kind: v.kind.name(),
+                subtasks: (0..v.parallelism).map(|_| Arc::default()).collect(),
+                windows: match v.kind {
+                    crate::graph::VertexKind::Window { .. } => {
+                        (0..v.parallelism).map(|_| Arc::default()).collect()
+                    }
+                    _ => Vec::new(),
+                },
+            })
+            .collect();
+        JobMetrics {
+            vertices,
+            started: Instant::now(),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The operators the runtime adds around user code: the head of a source's chain and
+//! the writer of a sink.
+
+use crate::batch::Batch;
+use crate::connector::{ConnectorError, Sink};
+use crate::operator::{Collector, Operator, OperatorContext, OperatorError};
+
+/// Passes a source's batches into its chain.
+pub(super) struct SourceHead;
+
+impl Operator for SourceHead {
+    fn open(&mut self, _: &OperatorContext) -> Result<(), OperatorError> {
+        Ok(())
+    }
+    fn process_batch(
+        &mut self,
+        batch: Batch,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
+        out.collect(batch);
+        Ok(())
+    }
+}
+
+/// Writes a chain's events to a sink.
+pub(super) struct SinkOperator {
+    pub(super) sink: Box<dyn Sink>,
+    pub(super) context: String,
+}
+
+impl SinkOperator {
+    fn error(&self, e: ConnectorError) -> OperatorError {
+        OperatorError::Fault {
+            context: self.context.clone(),
+            message: e.0,
+        }
+    }
+}
+
+impl Operator for SinkOperator {
+    fn open(&mut self, ctx: &OperatorContext) -> Result<(), OperatorError> {
+        self.context = ctx.to_string().replacen("operator", "sink", 1);
+        Ok(())
+    }
+    fn process_batch(&mut self, batch: Batch, _: &mut dyn Collector) -> Result<(), OperatorError> {
+        self.sink.write_batch(&batch).map_err(|e| self.error(e))
+    }
+    fn process_watermark(&mut self, _: i64, _: &mut dyn Collector) -> Result<(), OperatorError> {
+        Ok(())
+    }
+    fn finish(&mut self, _: &mut dyn Collector) -> Result<(), OperatorError> {
+        self.sink.finish().map_err(|e| self.error(e))
+    }
+}
