@@ -57,6 +57,116 @@ impl Operator for KeyByFieldOp {
     }
 }
 
+/// An edge from `vertex` (its main output, or side output `side`).
+fn edge(vertex: usize, side: Option<&str>, partitioning: Partitioning) -> Input {
+    Input {
+        vertex,
+        side_output: side.map(String::from),
+        partitioning,
+    }
+}
+
+/// A source vertex (parallelism 1) over `factory`.
+fn source(
+    id: &str,
+    factory: Arc<dyn SourceFactory>,
+    max_out_of_orderness_ms: i64,
+    idleness: Option<std::time::Duration>,
+) -> Vertex {
+    Vertex {
+        id: id.into(),
+        parallelism: 1,
+        kind: VertexKind::Source {
+            factory,
+            watermarks: WatermarkStrategy {
+                max_out_of_orderness_ms,
+                idleness,
+            },
+        },
+        inputs: vec![],
+    }
+}
+
+/// A source vertex over events in memory.
+fn memory_source(
+    id: &str,
+    events: &[(i64, Vec<u8>, Vec<u8>)],
+    max_out_of_orderness_ms: i64,
+) -> Vertex {
+    source(
+        id,
+        Arc::new(VecSource {
+            events: Arc::new(events.to_vec()),
+        }),
+        max_out_of_orderness_ms,
+        None,
+    )
+}
+
+/// A [`KeyByField`] operator vertex.
+fn keyer(id: &str, parallelism: usize, input: Input) -> Vertex {
+    Vertex {
+        id: id.into(),
+        parallelism,
+        kind: VertexKind::Operator {
+            factory: Arc::new(KeyByField),
+            output_format: None,
+        },
+        inputs: vec![input],
+    }
+}
+
+/// An aggregate `name = function(field)`.
+fn agg(name: &str, function: AggregateFn, field: Option<&str>) -> AggregateSpec {
+    AggregateSpec {
+        name: name.into(),
+        function,
+        field: field.map(String::from),
+    }
+}
+
+/// A tumbling window vertex over keyed inputs from `inputs`.
+fn tumbling(
+    id: &str,
+    parallelism: usize,
+    size: i64,
+    allowed_lateness: i64,
+    aggregates: Vec<AggregateSpec>,
+    inputs: &[usize],
+) -> Vertex {
+    Vertex {
+        id: id.into(),
+        parallelism,
+        kind: VertexKind::Window {
+            assigner: WindowAssigner::Tumbling { size, offset: 0 },
+            allowed_lateness,
+            aggregates,
+        },
+        inputs: inputs
+            .iter()
+            .map(|&v| edge(v, None, Partitioning::KeyBy))
+            .collect(),
+    }
+}
+
+/// A sink vertex (parallelism 1).
+fn sink(id: &str, factory: Arc<dyn SinkFactory>, input: Input) -> Vertex {
+    Vertex {
+        id: id.into(),
+        parallelism: 1,
+        kind: VertexKind::Sink { factory },
+        inputs: vec![input],
+    }
+}
+
+fn job(name: &str, config: ExecutionConfig, vertices: Vec<Vertex>) -> JobGraph {
+    JobGraph {
+        name: name.into(),
+        config,
+        vertices,
+    }
+}
+
 /// Joins `job`, failing the test (instead of hanging it) after 60 s.
 fn join_within(job: runtime::RunningJob) -> Result<(), runtime::JobError> {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -161,99 +271,39 @@ fn reference(evs: &[(i64, Vec<u8>, Vec<u8>)], ooo: i64, size: i64, lateness: i64
 fn run(evs: &[(i64, Vec<u8>, Vec<u8>)], p: usize, batch: usize) -> Results {
     let results: Rows = Arc::default();
     let late: Rows = Arc::default();
-    let graph = JobGraph {
-        name: "t".into(),
-        config: ExecutionConfig {
+    let graph = job(
+        "t",
+        ExecutionConfig {
             batch_size: batch,
             ..Default::default()
         },
-        vertices: vec![
-            Vertex {
-                id: "src".into(),
-                parallelism: 1,
-                kind: VertexKind::Source {
-                    factory: Arc::new(VecSource {
-                        events: Arc::new(evs.to_vec()),
-                    }),
-                    watermarks: WatermarkStrategy {
-                        max_out_of_orderness_ms: 50,
-                        idleness: None,
-                    },
-                },
-                inputs: vec![],
-            },
-            Vertex {
-                id: "keyer".into(),
-                parallelism: 1,
-                kind: VertexKind::Operator {
-                    factory: Arc::new(KeyByField),
-                    output_format: None,
-                },
-                inputs: vec![Input {
-                    vertex: 0,
-                    side_output: None,
-                    partitioning: Partitioning::Forward,
-                }],
-            },
-            Vertex {
-                id: "win".into(),
-                parallelism: p,
-                kind: VertexKind::Window {
-                    assigner: WindowAssigner::Tumbling {
-                        size: 100,
-                        offset: 0,
-                    },
-                    allowed_lateness: 200,
-                    aggregates: vec![
-                        AggregateSpec {
-                            name: "n".into(),
-                            function: AggregateFn::Count,
-                            field: None,
-                        },
-                        AggregateSpec {
-                            name: "sum".into(),
-                            function: AggregateFn::Sum,
-                            field: Some("x".into()),
-                        },
-                        AggregateSpec {
-                            name: "max".into(),
-                            function: AggregateFn::Max,
-                            field: Some("x".into()),
-                        },
-                    ],
-                },
-                inputs: vec![Input {
-                    vertex: 1,
-                    side_output: None,
-                    partitioning: Partitioning::KeyBy,
-                }],
-            },
-            Vertex {
-                id: "out".into(),
-                parallelism: 1,
-                kind: VertexKind::Sink {
-                    factory: Arc::new(CollectSink(results.clone())),
-                },
-                inputs: vec![Input {
-                    vertex: 2,
-                    side_output: None,
-                    partitioning: Partitioning::Rebalance,
-                }],
-            },
-            Vertex {
-                id: "late".into(),
-                parallelism: 1,
-                kind: VertexKind::Sink {
-                    factory: Arc::new(CollectSink(late.clone())),
-                },
-                inputs: vec![Input {
-                    vertex: 2,
-                    side_output: Some("late".into()),
-                    partitioning: Partitioning::Rebalance,
-                }],
-            },
+        vec![
+            memory_source("src", evs, 50),
+            keyer("keyer", 1, edge(0, None, Partitioning::Forward)),
+            tumbling(
+                "win",
+                p,
+                100,
+                200,
+                vec![
+                    agg("n", AggregateFn::Count, None),
+                    agg("sum", AggregateFn::Sum, Some("x")),
+                    agg("max", AggregateFn::Max, Some("x")),
+                ],
+                &[1],
+            ),
+            sink(
+                "out",
+                Arc::new(CollectSink(results.clone())),
+                edge(2, None, Partitioning::Rebalance),
+            ),
+            sink(
+                "late",
+                Arc::new(CollectSink(late.clone())),
+                edge(2, Some("late"), Partitioning::Rebalance),
+            ),
         ],
-    };
+    );
     let job = runtime::start(graph).unwrap();
     join_within(job).unwrap();
     let mut finals: BTreeMap<(String, i64), Final> = BTreeMap::new();
@@ -316,55 +366,23 @@ fn run_keyer_job_with_poison(n: usize, seed: u64, bad: usize, poison: &str) -> r
     let mut evs = events(n, seed);
     evs[bad].2 = format!(r#"{{"k":"{poison}","x":1}}"#).into_bytes();
     let results: Rows = Arc::default();
-    let graph = JobGraph {
-        name: "t".into(),
-        config: ExecutionConfig {
+    let graph = job(
+        "t",
+        ExecutionConfig {
             batch_size: 64,
             channel_capacity: 1,
             ..Default::default()
         },
-        vertices: vec![
-            Vertex {
-                id: "src".into(),
-                parallelism: 1,
-                kind: VertexKind::Source {
-                    factory: Arc::new(VecSource {
-                        events: Arc::new(evs),
-                    }),
-                    watermarks: WatermarkStrategy {
-                        max_out_of_orderness_ms: 0,
-                        idleness: None,
-                    },
-                },
-                inputs: vec![],
-            },
-            Vertex {
-                id: "keyer".into(),
-                parallelism: 2,
-                kind: VertexKind::Operator {
-                    factory: Arc::new(KeyByField),
-                    output_format: None,
-                },
-                inputs: vec![Input {
-                    vertex: 0,
-                    side_output: None,
-                    partitioning: Partitioning::Rebalance,
-                }],
-            },
-            Vertex {
-                id: "out".into(),
-                parallelism: 1,
-                kind: VertexKind::Sink {
-                    factory: Arc::new(CollectSink(results)),
-                },
-                inputs: vec![Input {
-                    vertex: 1,
-                    side_output: None,
-                    partitioning: Partitioning::Rebalance,
-                }],
-            },
+        vec![
+            memory_source("src", &evs, 0),
+            keyer("keyer", 2, edge(0, None, Partitioning::Rebalance)),
+            sink(
+                "out",
+                Arc::new(CollectSink(results)),
+                edge(1, None, Partitioning::Rebalance),
+            ),
         ],
-    };
+    );
     join_within(runtime::start(graph).unwrap()).unwrap_err()
 }
 
@@ -414,106 +432,41 @@ fn watermark_is_the_minimum_over_two_inputs() {
     for batch in [1, 16, 1024] {
         let results: Rows = Arc::default();
         let late: Rows = Arc::default();
-        let source = |id: &str, events: &Events| Vertex {
-            id: id.into(),
-            parallelism: 1,
-            kind: VertexKind::Source {
-                factory: Arc::new(VecSource {
-                    events: Arc::new(events.clone()),
-                }),
-                watermarks: WatermarkStrategy {
-                    max_out_of_orderness_ms: 0,
-                    idleness: None,
-                },
-            },
-            inputs: vec![],
-        };
-        let keyer = |id: &str, input: usize| Vertex {
-            id: id.into(),
-            parallelism: 1,
-            kind: VertexKind::Operator {
-                factory: Arc::new(KeyByField),
-                output_format: None,
-            },
-            inputs: vec![Input {
-                vertex: input,
-                side_output: None,
-                partitioning: Partitioning::Forward,
-            }],
-        };
-        let graph = JobGraph {
-            name: "two-inputs".into(),
-            config: ExecutionConfig {
+        let graph = job(
+            "two-inputs",
+            ExecutionConfig {
                 batch_size: batch,
                 channel_capacity: 2,
                 ..Default::default()
             },
-            vertices: vec![
-                source("fast", &fast),
-                source("slow", &slow),
-                keyer("key-fast", 0),
-                keyer("key-slow", 1),
-                Vertex {
-                    id: "win".into(),
-                    parallelism: 2,
-                    kind: VertexKind::Window {
-                        assigner: WindowAssigner::Tumbling {
-                            size: 1000,
-                            offset: 0,
-                        },
-                        allowed_lateness: 0,
-                        aggregates: vec![
-                            AggregateSpec {
-                                name: "n".into(),
-                                function: AggregateFn::Count,
-                                field: None,
-                            },
-                            AggregateSpec {
-                                name: "sum".into(),
-                                function: AggregateFn::Sum,
-                                field: Some("x".into()),
-                            },
-                        ],
-                    },
-                    inputs: vec![
-                        Input {
-                            vertex: 2,
-                            side_output: None,
-                            partitioning: Partitioning::KeyBy,
-                        },
-                        Input {
-                            vertex: 3,
-                            side_output: None,
-                            partitioning: Partitioning::KeyBy,
-                        },
+            vec![
+                memory_source("fast", &fast, 0),
+                memory_source("slow", &slow, 0),
+                keyer("key-fast", 1, edge(0, None, Partitioning::Forward)),
+                keyer("key-slow", 1, edge(1, None, Partitioning::Forward)),
+                tumbling(
+                    "win",
+                    2,
+                    1000,
+                    0,
+                    vec![
+                        agg("n", AggregateFn::Count, None),
+                        agg("sum", AggregateFn::Sum, Some("x")),
                     ],
-                },
-                Vertex {
-                    id: "out".into(),
-                    parallelism: 1,
-                    kind: VertexKind::Sink {
-                        factory: Arc::new(CollectSink(results.clone())),
-                    },
-                    inputs: vec![Input {
-                        vertex: 4,
-                        side_output: None,
-                        partitioning: Partitioning::Rebalance,
-                    }],
-                },
-                Vertex {
-                    id: "late".into(),
-                    parallelism: 1,
-                    kind: VertexKind::Sink {
-                        factory: Arc::new(CollectSink(late.clone())),
-                    },
-                    inputs: vec![Input {
-                        vertex: 4,
-                        side_output: Some("late".into()),
-                        partitioning: Partitioning::Rebalance,
-                    }],
-                },
+                    &[2, 3],
+                ),
+                sink(
+                    "out",
+                    Arc::new(CollectSink(results.clone())),
+                    edge(4, None, Partitioning::Rebalance),
+                ),
+                sink(
+                    "late",
+                    Arc::new(CollectSink(late.clone())),
+                    edge(4, Some("late"), Partitioning::Rebalance),
+                ),
             ],
-        };
+        );
         join_within(runtime::start(graph).unwrap()).unwrap();
         assert!(
             late.lock().unwrap().is_empty(),
@@ -638,100 +591,44 @@ fn an_idle_source_stops_holding_back_the_watermark() {
     for idleness in [Some(std::time::Duration::from_millis(200)), None] {
         let release = Arc::new(AtomicBool::new(false));
         let released = Arc::new(AtomicBool::new(false));
-        let keyer = |id: &str, input: usize| Vertex {
-            id: id.into(),
-            parallelism: 1,
-            kind: VertexKind::Operator {
-                factory: Arc::new(KeyByField),
-                output_format: None,
-            },
-            inputs: vec![Input {
-                vertex: input,
-                side_output: None,
-                partitioning: Partitioning::Forward,
-            }],
+        let stalling = StallingSource {
+            events: Arc::new(quiet.clone()),
+            release: release.clone(),
+            released: released.clone(),
         };
-        let graph = JobGraph {
-            name: "idle".into(),
-            config: ExecutionConfig {
+        let graph = job(
+            "idle",
+            ExecutionConfig {
                 batch_size: 100,
                 ..Default::default()
             },
-            vertices: vec![
-                Vertex {
-                    id: "quiet".into(),
-                    parallelism: 1,
-                    kind: VertexKind::Source {
-                        factory: Arc::new(StallingSource {
-                            events: Arc::new(quiet.clone()),
-                            release: release.clone(),
-                            released: released.clone(),
-                        }),
-                        watermarks: WatermarkStrategy {
-                            max_out_of_orderness_ms: 0,
-                            idleness,
-                        },
-                    },
-                    inputs: vec![],
-                },
-                Vertex {
-                    id: "busy".into(),
-                    parallelism: 1,
-                    kind: VertexKind::Source {
-                        factory: Arc::new(VecSource {
-                            events: Arc::new(busy.clone()),
-                        }),
-                        watermarks: WatermarkStrategy {
-                            max_out_of_orderness_ms: 0,
-                            idleness,
-                        },
-                    },
-                    inputs: vec![],
-                },
-                keyer("key-quiet", 0),
-                keyer("key-busy", 1),
-                Vertex {
-                    id: "win".into(),
-                    parallelism: 1,
-                    kind: VertexKind::Window {
-                        assigner: WindowAssigner::Tumbling {
-                            size: 60_000,
-                            offset: 0,
-                        },
-                        allowed_lateness: 0,
-                        aggregates: vec![AggregateSpec {
-                            name: "n".into(),
-                            function: AggregateFn::Count,
-                            field: None,
-                        }],
-                    },
-                    inputs: vec![
-                        Input {
-                            vertex: 2,
-                            side_output: None,
-                            partitioning: Partitioning::KeyBy,
-                        },
-                        Input {
-                            vertex: 3,
-                            side_output: None,
-                            partitioning: Partitioning::KeyBy,
-                        },
-                    ],
-                },
-                Vertex {
-                    id: "out".into(),
-                    parallelism: 1,
-                    kind: VertexKind::Sink {
-                        factory: Arc::new(ReleasingSink(release.clone())),
-                    },
-                    inputs: vec![Input {
-                        vertex: 4,
-                        side_output: None,
-                        partitioning: Partitioning::Forward,
-                    }],
-                },
+            vec![
+                source("quiet", Arc::new(stalling), 0, idleness),
+                source(
+                    "busy",
+                    Arc::new(VecSource {
+                        events: Arc::new(busy.clone()),
+                    }),
+                    0,
+                    idleness,
+                ),
+                keyer("key-quiet", 1, edge(0, None, Partitioning::Forward)),
+                keyer("key-busy", 1, edge(1, None, Partitioning::Forward)),
+                tumbling(
+                    "win",
+                    1,
+                    60_000,
+                    0,
+                    vec![agg("n", AggregateFn::Count, None)],
+                    &[2, 3],
+                ),
+                sink(
+                    "out",
+                    Arc::new(ReleasingSink(release.clone())),
+                    edge(4, None, Partitioning::Forward),
+                ),
             ],
-        };
+        );
         join_within(runtime::start(graph).unwrap()).unwrap();
         assert_eq!(
             released.load(SeqCst),
