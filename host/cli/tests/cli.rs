@@ -42,6 +42,27 @@ fn write_spec(dir: &Path, text: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// Writes `events` JSON-lines events (`{"t": ms, "x": i}`, one a second) and a spec named
+/// `name` that copies them to `out/events.jsonl`; returns the spec's path.
+fn copy_job(dir: &Path, name: &str, events: usize) -> String {
+    let lines: String = (0..events)
+        .map(|i| format!("{{\"t\": {}, \"x\": {i}}}\n", i * 1000))
+        .collect();
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+    let spec = r#"
+name: NAME
+sources:
+  - id: src
+    connector: jsonl
+    path: in.jsonl
+    event_time: {field: t, format: epoch_ms}
+    watermarks: {max_out_of_orderness: 0}
+sinks:
+  - {id: out, input: src, connector: jsonl, path: out/events.jsonl}
+"#;
+    write_spec(dir, &spec.replace("NAME", name))
+}
+
 #[test]
 fn spec_errors_name_the_field_and_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,24 +107,7 @@ sinks:
 #[test]
 fn a_small_job_runs_and_prints_a_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let lines: String = (0..100)
-        .map(|i| format!("{{\"t\": {}, \"x\": {i}}}\n", i * 1000))
-        .collect();
-    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
-    let spec = write_spec(
-        dir.path(),
-        r#"
-name: small
-sources:
-  - id: src
-    connector: jsonl
-    path: in.jsonl
-    event_time: {field: t, format: epoch_ms}
-    watermarks: {max_out_of_orderness: 0}
-sinks:
-  - {id: out, input: src, connector: jsonl, path: out/events.jsonl}
-"#,
-    );
+    let spec = copy_job(dir.path(), "small", 100);
     let (ok, out, err) = sluice(&["run", "--quiet", &spec]);
     assert!(ok, "{err}");
     assert!(
@@ -119,24 +123,7 @@ sinks:
 #[test]
 fn ctrl_c_cancels_the_job_and_prints_the_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let lines: String = (0..400_000)
-        .map(|i| format!("{{\"t\": {}, \"x\": {i}}}\n", i * 1000))
-        .collect();
-    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
-    let spec = write_spec(
-        dir.path(),
-        r#"
-name: long
-sources:
-  - id: src
-    connector: jsonl
-    path: in.jsonl
-    event_time: {field: t, format: epoch_ms}
-    watermarks: {max_out_of_orderness: 0}
-sinks:
-  - {id: out, input: src, connector: jsonl, path: out/events.jsonl}
-"#,
-    );
+    let spec = copy_job(dir.path(), "long", 400_000);
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--quiet", "--batch-size", "1", &spec])
         .stdout(std::process::Stdio::piped())
