@@ -31,6 +31,9 @@ impl From<Disconnected> for ChainError {
     }
 }
 
+/// Gates per side-output name: `(name, gates of its consumers)`.
+pub type SideGates = Vec<(String, Vec<Gate>)>;
+
 /// One operator of a chain with the gates of its outputs that leave the chain.
 pub struct ChainLink {
     /// The operator.
@@ -40,7 +43,7 @@ pub struct ChainLink {
     /// Gates of main-output consumers outside the chain.
     pub main_gates: Vec<Gate>,
     /// Gates per side output name.
-    pub side_gates: Vec<(String, Vec<Gate>)>,
+    pub side_gates: SideGates,
     /// This vertex subtask's figures.
     pub metrics: Arc<SubtaskMetrics>,
     /// The last watermark sent through the side gates.
@@ -55,7 +58,7 @@ pub struct ChainLink {
 struct LinkOutput<'a> {
     check_json: Option<&'a str>,
     main_gates: &'a mut Vec<Gate>,
-    side_gates: &'a mut Vec<(String, Vec<Gate>)>,
+    side_gates: &'a mut SideGates,
     metrics: &'a SubtaskMetrics,
     rest: &'a mut [ChainLink],
     chained: bool,

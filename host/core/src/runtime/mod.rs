@@ -95,15 +95,9 @@ impl RunningJob {
     /// Waits for every subtask. Returns the first failure, if any.
     pub fn join(self) -> Result<(), JobError> {
         for (name, t) in self.threads {
+            // Subtasks catch their own panics; this is for one in the catching itself.
             if let Err(panic) = t.join() {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                self.state.fail(JobError(format!(
-                    "internal error: subtask {name} panicked: {msg}"
-                )));
+                self.state.fail(task::panic_error(&name, panic.as_ref()));
             }
         }
         match self.state.take_error() {

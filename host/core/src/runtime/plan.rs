@@ -4,7 +4,7 @@
 //! at its consumer, and how each subtask's chain is built.
 
 use super::adapters::{SinkOperator, SourceHead};
-use super::chain::{Chain, ChainLink};
+use super::chain::{Chain, ChainLink, SideGates};
 use super::gate::{Envelope, Gate};
 use super::{JobError, JobMetrics};
 use crate::format::ValueFormat;
@@ -223,15 +223,14 @@ impl<'g> ExecutionPlan<'g> {
 
     /// The gates of subtask `s` of vertex `vi` for every consumer outside its chain:
     /// main-output gates, and side-output gates by name.
-    #[allow(clippy::type_complexity)]
     fn gates(
         &self,
         vi: usize,
         s: usize,
         metrics: &std::sync::Arc<super::SubtaskMetrics>,
-    ) -> (Vec<Gate>, Vec<(String, Vec<Gate>)>) {
+    ) -> (Vec<Gate>, SideGates) {
         let mut main_gates = Vec::new();
-        let mut side_gates: Vec<(String, Vec<Gate>)> = Vec::new();
+        let mut side_gates: SideGates = Vec::new();
         for (wi, w) in self.graph.vertices.iter().enumerate() {
             for (ei, input) in w.inputs.iter().enumerate() {
                 let chained = self.chain_next[vi] == Some(wi) && input.side_output.is_none();

@@ -26,14 +26,7 @@ pub(super) fn spawn(
         .name(name.to_string())
         .spawn(move || {
             if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                state.fail(JobError(format!(
-                    "internal error: subtask {subtask} panicked: {msg}"
-                )));
+                state.fail(panic_error(&subtask, panic.as_ref()));
             }
         })
 }
@@ -186,4 +179,14 @@ pub(super) fn run_inbound(
     if let Err(e) = result {
         report(state, e);
     }
+}
+
+/// The job error for a subtask that panicked (a bug), with the panic's message.
+pub(super) fn panic_error(subtask: &str, panic: &(dyn std::any::Any + Send)) -> JobError {
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    JobError(format!("internal error: subtask {subtask} panicked: {msg}"))
 }
