@@ -4,9 +4,19 @@
 //! prefixed by key group) can replace [`HeapKeyedState`] without touching them, and so
 //! that a snapshot or a rescale can take out a range of key groups on its own.
 
+mod backend;
 mod heap;
+mod heap_kv;
+pub mod kvfile;
+pub mod layout;
+mod store;
 
+pub use backend::{BackendSnapshot, KvBackend, KvBackendFactory, ScanFn, SnapshotFile, StateError};
 pub use heap::HeapKeyedState;
+pub use heap_kv::{HeapKvBackend, HeapKvBackendFactory};
+pub use store::{
+    Clock, KeyedStateStore, StateDescriptor, StateId, StateKind, TimeDomain, Timer, system_clock,
+};
 
 use std::ops::Range;
 

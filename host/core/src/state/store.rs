@@ -1,0 +1,643 @@
+//! Keyed state primitives over a [`KvBackend`]: value, map and list state declared by
+//! name, scoped to the current key, with optional time-to-live; and event-time and
+//! processing-time timers per key. This is what a keyed operator (a WASM one through
+//! host imports, or a native one) sees; the backend under it is heap or RocksDB.
+//!
+//! Semantics follow Flink's `ValueState`/`MapState`/`ListState` and `StateTtlConfig`
+//! with `OnCreateAndWrite` updates and `NeverReturnExpired` visibility: an entry's
+//! expiry is its last write's processing time plus the TTL; an expired entry is never
+//! returned, is removed when it is next touched, and is removed in the background by an
+//! incremental cleanup ([`KeyedStateStore::cleanup_expired`], Flink's
+//! `cleanupIncrementally`) and left out of savepoints. List elements expire one by one.
+
+use super::backend::{KvBackend, StateError};
+use super::layout::{key_groups_range, parse, prefix_end, write_prefix};
+use crate::keygroup::key_group;
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// The kind of a declared state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateKind {
+    /// One value per key.
+    Value,
+    /// A map from user keys to values, per key.
+    Map,
+    /// A list of values per key, appended to.
+    List,
+}
+
+/// A state declared by an operator: its name (stable across versions and restores), kind
+/// and time-to-live.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StateDescriptor {
+    /// The name, unique within the operator.
+    pub name: String,
+    /// Value, map or list.
+    pub kind: StateKind,
+    /// Time-to-live in milliseconds of processing time, if entries expire.
+    pub ttl_ms: Option<i64>,
+}
+
+/// The handle of a declared state, returned by [`KeyedStateStore::declare`].
+pub type StateId = u16;
+
+/// Event time or processing time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimeDomain {
+    /// Fires when the watermark reaches the time.
+    EventTime,
+    /// Fires when the wall clock reaches the time.
+    ProcessingTime,
+}
+
+/// A timer that is due: the key it was registered for and its time (ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timer {
+    /// When it fires.
+    pub time: i64,
+    /// The key it belongs to.
+    pub key: Vec<u8>,
+}
+
+/// State ids at and above this are reserved for the store's own use.
+const RESERVED: u16 = 0xfff0;
+const EVENT_TIMERS: u16 = 0xfffe;
+const PROCESSING_TIMERS: u16 = 0xffff;
+/// No expiry.
+const NEVER: i64 = i64::MAX;
+
+/// A source of processing time in ms since the epoch (the wall clock, or a test's).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// One operator subtask's keyed state and timers. See the module docs.
+pub struct KeyedStateStore {
+    backend: Box<dyn KvBackend>,
+    max_parallelism: usize,
+    key_groups: Range<usize>,
+    states: Vec<StateDescriptor>,
+    clock: Clock,
+    key: Vec<u8>,
+    key_group: u16,
+    /// Scratch for building backend keys.
+    buf: Vec<u8>,
+    /// Due-order indexes of the timers, mirrored in the backend (which is what snapshots
+    /// hold); rebuilt from it on restore.
+    event_timers: BTreeSet<(i64, Vec<u8>)>,
+    processing_timers: BTreeSet<(i64, Vec<u8>)>,
+    /// Where the incremental TTL cleanup resumes.
+    cleanup_cursor: Option<Vec<u8>>,
+}
+
+impl KeyedStateStore {
+    /// A store over `backend` (empty, or restored: its timers are re-indexed) for a
+    /// subtask owning `key_groups` of `max_parallelism`.
+    pub fn new(
+        backend: Box<dyn KvBackend>,
+        max_parallelism: usize,
+        key_groups: Range<usize>,
+        clock: Clock,
+    ) -> Result<Self, StateError> {
+        let mut store = KeyedStateStore {
+            backend,
+            max_parallelism,
+            key_groups,
+            states: Vec::new(),
+            clock,
+            key: Vec::new(),
+            key_group: 0,
+            buf: Vec::new(),
+            event_timers: BTreeSet::new(),
+            processing_timers: BTreeSet::new(),
+            cleanup_cursor: None,
+        };
+        store.index_timers()?;
+        Ok(store)
+    }
+
+    /// The backend (for snapshots).
+    pub fn backend_mut(&mut self) -> &mut dyn KvBackend {
+        self.backend.as_mut()
+    }
+
+    /// The states declared so far, indexed by [`StateId`].
+    pub fn states(&self) -> &[StateDescriptor] {
+        &self.states
+    }
+
+    /// The key groups this store owns.
+    pub fn key_groups(&self) -> Range<usize> {
+        self.key_groups.clone()
+    }
+
+    /// Declares a state (idempotent for the same descriptor) and returns its handle.
+    ///
+    /// Errors: an empty name; a name declared before with another kind or TTL; a TTL
+    /// that is not positive; too many states.
+    pub fn declare(&mut self, desc: StateDescriptor) -> Result<StateId, StateError> {
+        if desc.name.is_empty() {
+            return Err(StateError("a state name must not be empty".into()));
+        }
+        if let Some(ttl) = desc.ttl_ms
+            && ttl <= 0
+        {
+            return Err(StateError(format!(
+                "state '{}': the time-to-live must be positive, got {ttl} ms",
+                desc.name
+            )));
+        }
+        if let Some(i) = self.states.iter().position(|s| s.name == desc.name) {
+            let old = &self.states[i];
+            if *old != desc {
+                return Err(StateError(format!(
+                    "state '{}' is declared twice, as {:?} (ttl {:?} ms) and as {:?} (ttl {:?} ms)",
+                    desc.name, old.kind, old.ttl_ms, desc.kind, desc.ttl_ms
+                )));
+            }
+            return Ok(i as StateId);
+        }
+        if self.states.len() >= RESERVED as usize {
+            return Err(StateError("too many states declared".into()));
+        }
+        self.states.push(desc);
+        Ok((self.states.len() - 1) as StateId)
+    }
+
+    /// Makes `key` the current key: state access and timers apply to it.
+    #[inline]
+    pub fn set_current_key(&mut self, key: &[u8]) {
+        if key != self.key.as_slice() {
+            self.key.clear();
+            self.key.extend_from_slice(key);
+            self.key_group = key_group(key, self.max_parallelism) as u16;
+        }
+    }
+
+    /// The current key.
+    pub fn current_key(&self) -> &[u8] {
+        &self.key
+    }
+
+    fn desc(&self, id: StateId, kind: StateKind) -> Result<&StateDescriptor, StateError> {
+        match self.states.get(id as usize) {
+            Some(d) if d.kind == kind => Ok(d),
+            Some(d) => Err(StateError(format!(
+                "state '{}' is {:?} state, used as {kind:?} state",
+                d.name, d.kind
+            ))),
+            None => Err(StateError(format!(
+                "no state with handle {id} was declared"
+            ))),
+        }
+    }
+
+    /// The backend key of state `id` for the current key, followed by `suffix`.
+    fn make_key(&mut self, id: StateId, suffix: &[u8]) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        write_prefix(&mut buf, self.key_group, id, &self.key);
+        buf.extend_from_slice(suffix);
+        buf
+    }
+
+    fn give_back(&mut self, buf: Vec<u8>) {
+        self.buf = buf;
+    }
+
+    fn expiry(&self, ttl: Option<i64>) -> i64 {
+        ttl.map_or(NEVER, |t| (self.clock)().saturating_add(t))
+    }
+
+    /// Encodes `value` with its expiry when the state has a TTL.
+    fn encode(&self, ttl: Option<i64>, value: &[u8], out: &mut Vec<u8>) {
+        if ttl.is_some() {
+            out.extend_from_slice(&self.expiry(ttl).to_le_bytes());
+        }
+        out.extend_from_slice(value);
+    }
+
+    /// The live payload of a stored value, or `None` when it expired at `now`.
+    fn decode(ttl: Option<i64>, stored: &[u8], now: i64) -> Option<&[u8]> {
+        if ttl.is_none() {
+            return Some(stored);
+        }
+        let expiry = i64::from_le_bytes(stored.get(..8)?.try_into().ok()?);
+        (expiry > now).then(|| &stored[8..])
+    }
+
+    // ---- value state ----
+
+    /// The current key's value of value state `id`.
+    pub fn value_get(&mut self, id: StateId) -> Result<Option<Vec<u8>>, StateError> {
+        let ttl = self.desc(id, StateKind::Value)?.ttl_ms;
+        let k = self.make_key(id, &[]);
+        let r = self.get_live(&k, ttl);
+        self.give_back(k);
+        r
+    }
+
+    /// Reads `key`, removing it if it expired.
+    fn get_live(&mut self, key: &[u8], ttl: Option<i64>) -> Result<Option<Vec<u8>>, StateError> {
+        let Some(stored) = self.backend.get(key)? else {
+            return Ok(None);
+        };
+        let now = if ttl.is_some() { (self.clock)() } else { 0 };
+        match Self::decode(ttl, &stored, now) {
+            Some(v) => Ok(Some(v.to_vec())),
+            None => {
+                self.backend.delete(key)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sets the current key's value of value state `id`.
+    pub fn value_set(&mut self, id: StateId, value: &[u8]) -> Result<(), StateError> {
+        let ttl = self.desc(id, StateKind::Value)?.ttl_ms;
+        let k = self.make_key(id, &[]);
+        let mut v = Vec::with_capacity(value.len() + 8);
+        self.encode(ttl, value, &mut v);
+        let r = self.backend.put(&k, &v);
+        self.give_back(k);
+        r
+    }
+
+    /// Removes the current key's entries of state `id` (any kind).
+    pub fn clear(&mut self, id: StateId) -> Result<(), StateError> {
+        if id as usize >= self.states.len() {
+            return Err(StateError(format!(
+                "no state with handle {id} was declared"
+            )));
+        }
+        let k = self.make_key(id, &[]);
+        let r = match self.states[id as usize].kind {
+            StateKind::Map => self.backend.delete_range(&k, &prefix_end(&k)),
+            _ => self.backend.delete(&k),
+        };
+        self.give_back(k);
+        r
+    }
+
+    // ---- map state ----
+
+    /// The value under `user_key` in the current key's map state `id`.
+    pub fn map_get(&mut self, id: StateId, user_key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let ttl = self.desc(id, StateKind::Map)?.ttl_ms;
+        let k = self.make_key(id, user_key);
+        let r = self.get_live(&k, ttl);
+        self.give_back(k);
+        r
+    }
+
+    /// Puts `user_key -> value` into the current key's map state `id`.
+    pub fn map_put(
+        &mut self,
+        id: StateId,
+        user_key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StateError> {
+        let ttl = self.desc(id, StateKind::Map)?.ttl_ms;
+        let k = self.make_key(id, user_key);
+        let mut v = Vec::with_capacity(value.len() + 8);
+        self.encode(ttl, value, &mut v);
+        let r = self.backend.put(&k, &v);
+        self.give_back(k);
+        r
+    }
+
+    /// Removes `user_key` from the current key's map state `id`.
+    pub fn map_remove(&mut self, id: StateId, user_key: &[u8]) -> Result<(), StateError> {
+        self.desc(id, StateKind::Map)?;
+        let k = self.make_key(id, user_key);
+        let r = self.backend.delete(&k);
+        self.give_back(k);
+        r
+    }
+
+    /// The live entries of the current key's map state `id`, in user-key byte order.
+    pub fn map_entries(&mut self, id: StateId) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let ttl = self.desc(id, StateKind::Map)?.ttl_ms;
+        let prefix = self.make_key(id, &[]);
+        let now = if ttl.is_some() { (self.clock)() } else { 0 };
+        let (mut live, mut expired) = (Vec::new(), Vec::new());
+        let n = prefix.len();
+        self.backend
+            .scan(&prefix, &prefix_end(&prefix), &mut |k, v| {
+                match Self::decode(ttl, v, now) {
+                    Some(v) => live.push((k[n..].to_vec(), v.to_vec())),
+                    None => expired.push(k.to_vec()),
+                }
+                true
+            })?;
+        self.give_back(prefix);
+        for k in expired {
+            self.backend.delete(&k)?;
+        }
+        Ok(live)
+    }
+
+    // ---- list state ----
+
+    /// The live elements of the current key's list state `id`, oldest first.
+    pub fn list_get(&mut self, id: StateId) -> Result<Vec<Vec<u8>>, StateError> {
+        let ttl = self.desc(id, StateKind::List)?.ttl_ms;
+        let k = self.make_key(id, &[]);
+        let r = (|| {
+            let Some(stored) = self.backend.get(&k)? else {
+                return Ok(Vec::new());
+            };
+            let now = if ttl.is_some() { (self.clock)() } else { 0 };
+            let (live, dropped) = Self::live_elements(ttl, &stored, now)?;
+            if dropped {
+                self.write_list(&k, ttl, &live, true)?;
+            }
+            Ok(live.into_iter().map(|(_, v)| v.to_vec()).collect())
+        })();
+        self.give_back(k);
+        r
+    }
+
+    /// Splits a stored list into its live elements `(expiry, payload)`; also says whether
+    /// any expired.
+    fn live_elements(
+        ttl: Option<i64>,
+        stored: &[u8],
+        now: i64,
+    ) -> Result<(Vec<(i64, &[u8])>, bool), StateError> {
+        let bad = || StateError("a stored list is malformed".into());
+        let (mut at, mut out, mut dropped) = (0, Vec::new(), false);
+        while at < stored.len() {
+            let expiry = if ttl.is_some() {
+                let e = i64::from_le_bytes(
+                    stored
+                        .get(at..at + 8)
+                        .ok_or_else(bad)?
+                        .try_into()
+                        .expect("8"),
+                );
+                at += 8;
+                e
+            } else {
+                NEVER
+            };
+            let len = u32::from_le_bytes(
+                stored
+                    .get(at..at + 4)
+                    .ok_or_else(bad)?
+                    .try_into()
+                    .expect("4"),
+            ) as usize;
+            let v = stored.get(at + 4..at + 4 + len).ok_or_else(bad)?;
+            at += 4 + len;
+            if expiry > now {
+                out.push((expiry, v));
+            } else {
+                dropped = true;
+            }
+        }
+        Ok((out, dropped))
+    }
+
+    fn write_list(
+        &mut self,
+        k: &[u8],
+        ttl: Option<i64>,
+        elements: &[(i64, &[u8])],
+        keep_expiry: bool,
+    ) -> Result<(), StateError> {
+        if elements.is_empty() {
+            return self.backend.delete(k);
+        }
+        let fresh = self.expiry(ttl);
+        let mut out = Vec::new();
+        for (expiry, v) in elements {
+            if ttl.is_some() {
+                let e = if keep_expiry { *expiry } else { fresh };
+                out.extend_from_slice(&e.to_le_bytes());
+            }
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        self.backend.put(k, &out)
+    }
+
+    /// Appends `value` to the current key's list state `id`.
+    pub fn list_append(&mut self, id: StateId, value: &[u8]) -> Result<(), StateError> {
+        let ttl = self.desc(id, StateKind::List)?.ttl_ms;
+        let k = self.make_key(id, &[]);
+        let r = (|| {
+            let mut stored = self.backend.get(&k)?.unwrap_or_default();
+            if ttl.is_some() {
+                stored.extend_from_slice(&self.expiry(ttl).to_le_bytes());
+            }
+            stored.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            stored.extend_from_slice(value);
+            self.backend.put(&k, &stored)
+        })();
+        self.give_back(k);
+        r
+    }
+
+    /// Replaces the current key's list state `id` with `values` (all freshly written).
+    pub fn list_set(&mut self, id: StateId, values: &[&[u8]]) -> Result<(), StateError> {
+        let ttl = self.desc(id, StateKind::List)?.ttl_ms;
+        let k = self.make_key(id, &[]);
+        let elements: Vec<(i64, &[u8])> = values.iter().map(|v| (0, *v)).collect();
+        let r = self.write_list(&k, ttl, &elements, false);
+        self.give_back(k);
+        r
+    }
+
+    // ---- timers ----
+
+    fn timer_state(domain: TimeDomain) -> u16 {
+        match domain {
+            TimeDomain::EventTime => EVENT_TIMERS,
+            TimeDomain::ProcessingTime => PROCESSING_TIMERS,
+        }
+    }
+
+    /// Order-preserving encoding of a time (sign bit flipped, big-endian).
+    fn time_bytes(time: i64) -> [u8; 8] {
+        ((time as u64) ^ (1 << 63)).to_be_bytes()
+    }
+
+    /// Registers a timer for the current key at `time` (ms); registering the same timer
+    /// twice keeps one, as in Flink.
+    pub fn register_timer(&mut self, domain: TimeDomain, time: i64) -> Result<(), StateError> {
+        let k = self.make_key(Self::timer_state(domain), &Self::time_bytes(time));
+        let r = self.backend.put(&k, &[]);
+        self.give_back(k);
+        r?;
+        let entry = (time, self.key.clone());
+        match domain {
+            TimeDomain::EventTime => self.event_timers.insert(entry),
+            TimeDomain::ProcessingTime => self.processing_timers.insert(entry),
+        };
+        Ok(())
+    }
+
+    /// Deletes the current key's timer at `time`, if there is one.
+    pub fn delete_timer(&mut self, domain: TimeDomain, time: i64) -> Result<(), StateError> {
+        let k = self.make_key(Self::timer_state(domain), &Self::time_bytes(time));
+        let r = self.backend.delete(&k);
+        self.give_back(k);
+        r?;
+        let entry = (time, self.key.clone());
+        match domain {
+            TimeDomain::EventTime => self.event_timers.remove(&entry),
+            TimeDomain::ProcessingTime => self.processing_timers.remove(&entry),
+        };
+        Ok(())
+    }
+
+    /// The time of the earliest timer of `domain`, if any.
+    pub fn next_timer(&self, domain: TimeDomain) -> Option<i64> {
+        match domain {
+            TimeDomain::EventTime => self.event_timers.first(),
+            TimeDomain::ProcessingTime => self.processing_timers.first(),
+        }
+        .map(|(t, _)| *t)
+    }
+
+    /// Removes and returns the timers of `domain` due at `time` (those `<= time`), in
+    /// time order (then key order), at most `max` of them. Each fires once: it is gone
+    /// from the store, so a snapshot taken after this does not hold it.
+    pub fn pop_due_timers(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        max: usize,
+    ) -> Result<Vec<Timer>, StateError> {
+        let mut due = Vec::new();
+        while due.len() < max {
+            let set = match domain {
+                TimeDomain::EventTime => &mut self.event_timers,
+                TimeDomain::ProcessingTime => &mut self.processing_timers,
+            };
+            if !set.first().is_some_and(|(t, _)| *t <= time) {
+                break;
+            }
+            let (t, key) = set.pop_first().expect("checked");
+            let mut k = Vec::with_capacity(key.len() + 16);
+            let kg = key_group(&key, self.max_parallelism) as u16;
+            write_prefix(&mut k, kg, Self::timer_state(domain), &key);
+            k.extend_from_slice(&Self::time_bytes(t));
+            self.backend.delete(&k)?;
+            due.push(Timer { time: t, key });
+        }
+        Ok(due)
+    }
+
+    /// Rebuilds the timer indexes from the backend.
+    fn index_timers(&mut self) -> Result<(), StateError> {
+        let (start, end) = key_groups_range(0..crate::state::layout::MAX_KEY_GROUPS * 2);
+        let (mut event, mut processing) = (BTreeSet::new(), BTreeSet::new());
+        let mut bad = None;
+        self.backend.scan(&start, &end, &mut |k, _| {
+            match parse(k) {
+                Some((_, id, key, suffix)) if id == EVENT_TIMERS || id == PROCESSING_TIMERS => {
+                    match <[u8; 8]>::try_from(suffix) {
+                        Ok(b) => {
+                            let t = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
+                            let set = if id == EVENT_TIMERS {
+                                &mut event
+                            } else {
+                                &mut processing
+                            };
+                            set.insert((t, key.to_vec()));
+                        }
+                        Err(_) => bad = Some("a timer entry is malformed"),
+                    }
+                }
+                Some(_) => {}
+                None => bad = Some("a state entry is not in Sluice's key layout"),
+            }
+            true
+        })?;
+        if let Some(what) = bad {
+            return Err(StateError(format!("restored state: {what}")));
+        }
+        self.event_timers = event;
+        self.processing_timers = processing;
+        Ok(())
+    }
+
+    /// Number of timers registered.
+    pub fn timer_count(&self) -> usize {
+        self.event_timers.len() + self.processing_timers.len()
+    }
+
+    // ---- TTL cleanup ----
+
+    /// Examines up to `budget` entries after where the last call stopped (wrapping
+    /// around), removing expired values and map entries and dropping expired list
+    /// elements. Returns how many entries were removed or rewritten.
+    pub fn cleanup_expired(&mut self, budget: usize) -> Result<usize, StateError> {
+        if !self.states.iter().any(|s| s.ttl_ms.is_some()) {
+            return Ok(0);
+        }
+        let (start, end) = key_groups_range(self.key_groups.clone());
+        let from = self.cleanup_cursor.take().unwrap_or_else(|| start.clone());
+        let now = (self.clock)();
+        let states = &self.states;
+        let (mut seen, mut last) = (0usize, None::<Vec<u8>>);
+        let mut rewrites: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        self.backend.scan(&from, &end, &mut |k, v| {
+            seen += 1;
+            last = Some(k.to_vec());
+            if let Some((_, id, _, _)) = parse(k)
+                && let Some(d) = states.get(id as usize)
+                && d.ttl_ms.is_some()
+            {
+                match d.kind {
+                    StateKind::List => {
+                        if let Ok((live, true)) = Self::live_elements(d.ttl_ms, v, now) {
+                            let mut out = Vec::new();
+                            for (e, v) in &live {
+                                out.extend_from_slice(&e.to_le_bytes());
+                                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                                out.extend_from_slice(v);
+                            }
+                            rewrites.push((k.to_vec(), (!live.is_empty()).then_some(out)));
+                        }
+                    }
+                    _ => {
+                        if Self::decode(d.ttl_ms, v, now).is_none() {
+                            rewrites.push((k.to_vec(), None));
+                        }
+                    }
+                }
+            }
+            seen < budget
+        })?;
+        // Resume after the last key seen, or from the start once the end was reached.
+        self.cleanup_cursor = match last {
+            Some(mut k) if seen >= budget => {
+                k.push(0);
+                Some(k)
+            }
+            _ => None,
+        };
+        let n = rewrites.len();
+        for (k, v) in rewrites {
+            match v {
+                Some(v) => self.backend.put(&k, &v)?,
+                None => self.backend.delete(&k)?,
+            }
+        }
+        Ok(n)
+    }
+}
