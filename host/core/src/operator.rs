@@ -3,6 +3,7 @@
 //! sandbox without the engine.
 
 use crate::batch::Batch;
+use crate::state::{Clock, KeyedStateStore};
 use std::fmt;
 
 /// Where an operator sends what it produces.
@@ -63,13 +64,51 @@ pub enum OperatorError {
     },
 }
 
+/// The state the runtime hands an operator before [`Operator::open`] (Flink's
+/// `initializeState`): fresh, or restored from a checkpoint or savepoint.
+pub struct StateContext {
+    /// The subtask's keyed state and timers, when the operator's input is keyed (a
+    /// `key_by` edge); `None` otherwise.
+    pub keyed: Option<KeyedStateStore>,
+    /// Processing time (ms since the epoch), for processing-time timers and TTL.
+    pub clock: Clock,
+}
+
 /// A stream operator that processes batches of events.
 ///
-/// The runtime calls [`Operator::open`] once, then [`Operator::process_batch`] and
+/// The runtime calls [`Operator::initialize_state`] and [`Operator::open`] once, then [`Operator::process_batch`] and
 /// [`Operator::process_watermark`] in stream order, then [`Operator::finish`] at the end
 /// of a bounded input. An operator that keeps no time of its own forwards watermarks
 /// unchanged (the default).
 pub trait Operator: Send {
+    /// Receives the operator's state before [`Operator::open`]. An operator that keeps
+    /// keyed state takes `state.keyed` and hands it back through
+    /// [`Operator::keyed_state`]; the default keeps nothing.
+    fn initialize_state(&mut self, _state: StateContext) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// The keyed state the operator took in [`Operator::initialize_state`], which the
+    /// runtime snapshots at checkpoints (between two calls, never during one).
+    fn keyed_state(&mut self) -> Option<&mut KeyedStateStore> {
+        None
+    }
+
+    /// The earliest processing-time timer the operator has, if any (ms since the epoch):
+    /// the runtime calls [`Operator::on_processing_time`] once the clock reaches it.
+    fn next_processing_timer(&self) -> Option<i64> {
+        None
+    }
+
+    /// Fires the processing-time timers due at `now` (ms since the epoch).
+    fn on_processing_time(
+        &mut self,
+        _now: i64,
+        _out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
     /// Prepares the operator (for a WASM operator: instantiate and call its `init`).
     fn open(&mut self, ctx: &OperatorContext) -> Result<(), OperatorError>;
 
