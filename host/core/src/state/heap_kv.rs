@@ -59,6 +59,10 @@ impl KvBackend for HeapKvBackend {
     }
 
     fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), StateError> {
+        if start >= end {
+            // BTreeMap::range panics on an inverted range; an empty one deletes nothing.
+            return Ok(());
+        }
         let keys: Vec<Vec<u8>> = self
             .map
             .range::<[u8], _>((Included(start), Excluded(end)))

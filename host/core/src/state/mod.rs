@@ -5,6 +5,7 @@
 //! that a snapshot or a rescale can take out a range of key groups on its own.
 
 mod backend;
+pub mod conformance;
 mod heap;
 mod heap_kv;
 pub mod kvfile;

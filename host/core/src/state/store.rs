@@ -102,8 +102,8 @@ pub struct KeyedStateStore {
 }
 
 impl KeyedStateStore {
-    /// A store over `backend` (empty, or restored: its timers are re-indexed) for a
-    /// subtask owning `key_groups` of `max_parallelism`.
+    /// A store over `backend` (empty, or restored: the timers of `key_groups` are
+    /// re-indexed) for a subtask owning `key_groups` of `max_parallelism`.
     pub fn new(
         backend: Box<dyn KvBackend>,
         max_parallelism: usize,
@@ -117,7 +117,9 @@ impl KeyedStateStore {
             states: Vec::new(),
             clock,
             key: Vec::new(),
-            key_group: 0,
+            // The current key starts empty; `set_current_key(b"")` changes nothing, so
+            // the empty key's key group must be right from the start.
+            key_group: key_group(&[], max_parallelism) as u16,
             buf: Vec::new(),
             event_timers: BTreeSet::new(),
             processing_timers: BTreeSet::new(),
@@ -541,34 +543,43 @@ impl KeyedStateStore {
         Ok(due)
     }
 
-    /// Rebuilds the timer indexes from the backend.
+    /// Rebuilds the timer indexes from the backend: the timers of the key groups this
+    /// store owns. Timer entries sort after every user state within a key group (their
+    /// state ids are the largest), so this reads one short key range per key group, not
+    /// the whole state (which, on RocksDB, may be far larger than memory).
     fn index_timers(&mut self) -> Result<(), StateError> {
-        let (start, end) = key_groups_range(0..crate::state::layout::MAX_KEY_GROUPS * 2);
         let (mut event, mut processing) = (BTreeSet::new(), BTreeSet::new());
-        let mut bad = None;
-        self.backend.scan(&start, &end, &mut |k, _| {
-            match parse(k) {
-                Some((_, id, key, suffix)) if id == EVENT_TIMERS || id == PROCESSING_TIMERS => {
-                    match <[u8; 8]>::try_from(suffix) {
-                        Ok(b) => {
-                            let t = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
-                            let set = if id == EVENT_TIMERS {
-                                &mut event
-                            } else {
-                                &mut processing
-                            };
-                            set.insert((t, key.to_vec()));
+        let mut bad = false;
+        for kg in self.key_groups.clone() {
+            let Ok(kg) = u16::try_from(kg) else { break };
+            let mut start = kg.to_be_bytes().to_vec();
+            let end = prefix_end(&start);
+            start.extend_from_slice(&EVENT_TIMERS.to_be_bytes());
+            self.backend.scan(&start, &end, &mut |k, _| {
+                match parse(k) {
+                    Some((_, id, key, suffix)) if id == EVENT_TIMERS || id == PROCESSING_TIMERS => {
+                        match <[u8; 8]>::try_from(suffix) {
+                            Ok(b) => {
+                                let t = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
+                                let set = if id == EVENT_TIMERS {
+                                    &mut event
+                                } else {
+                                    &mut processing
+                                };
+                                set.insert((t, key.to_vec()));
+                            }
+                            Err(_) => bad = true,
                         }
-                        Err(_) => bad = Some("a timer entry is malformed"),
                     }
+                    _ => bad = true,
                 }
-                Some(_) => {}
-                None => bad = Some("a state entry is not in Sluice's key layout"),
-            }
-            true
-        })?;
-        if let Some(what) = bad {
-            return Err(StateError(format!("restored state: {what}")));
+                true
+            })?;
+        }
+        if bad {
+            return Err(StateError(
+                "restored state: a timer entry is malformed (not in Sluice's key layout)".into(),
+            ));
         }
         self.event_timers = event;
         self.processing_timers = processing;
@@ -586,7 +597,7 @@ impl KeyedStateStore {
     /// around), removing expired values and map entries and dropping expired list
     /// elements. Returns how many entries were removed or rewritten.
     pub fn cleanup_expired(&mut self, budget: usize) -> Result<usize, StateError> {
-        if !self.states.iter().any(|s| s.ttl_ms.is_some()) {
+        if budget == 0 || !self.states.iter().any(|s| s.ttl_ms.is_some()) {
             return Ok(0);
         }
         let (start, end) = key_groups_range(self.key_groups.clone());
