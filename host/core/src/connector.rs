@@ -30,6 +30,22 @@ pub trait SourceReader: Send {
         batch: &mut Batch,
         max_events: usize,
     ) -> Result<SourcePoll, ConnectorError>;
+
+    /// The reader's position after the last event it returned, for a checkpoint (Kafka:
+    /// offsets per partition). `None` (the default) lets the runtime record how many
+    /// events the reader returned and, on restore, skip as many: right for any reader
+    /// that returns the same events in the same order each time (files).
+    fn position(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Continues after `position` (returned by [`SourceReader::position`] of the same
+    /// subtask of an earlier run), before the first poll.
+    fn seek(&mut self, _position: &[u8]) -> Result<(), ConnectorError> {
+        Err(ConnectorError(
+            "this source cannot seek to a checkpointed position".into(),
+        ))
+    }
 }
 
 /// Creates the readers of a source vertex, one per subtask.
@@ -50,8 +66,31 @@ pub trait SourceFactory: Send + Sync {
 pub trait Sink: Send {
     /// Writes every event of `batch`.
     fn write_batch(&mut self, batch: &Batch) -> Result<(), ConnectorError>;
-    /// Flushes and closes at the end of the input.
+    /// Flushes and closes at the end of the input (and, for an exactly-once sink, commits
+    /// everything written).
     fn finish(&mut self) -> Result<(), ConnectorError>;
+
+    /// Called once, before any write, when the job checkpoints: from now on output
+    /// becomes visible only when the checkpoint covering it completes (two-phase commit).
+    /// `restored` holds what [`Sink::pre_commit`] returned in the checkpoint the job is
+    /// restored from (empty on a fresh start): commit what it pre-committed, and discard
+    /// output of the failed attempt that no checkpoint covers. Returns whether the sink is
+    /// exactly-once; the default (at-least-once sinks, such as stdout) returns `false`.
+    fn begin_transactions(&mut self, _restored: &[Vec<u8>]) -> Result<bool, ConnectorError> {
+        Ok(false)
+    }
+
+    /// Pre-commits everything written since the last call, at checkpoint `checkpoint`'s
+    /// barrier; returns the state that lets a restore commit it (or discard it).
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Vec<u8>, ConnectorError> {
+        Ok(Vec::new())
+    }
+
+    /// Makes what was pre-committed up to checkpoint `checkpoint` visible. Must be
+    /// idempotent: a restore may commit it again.
+    fn commit(&mut self, _checkpoint: u64) -> Result<(), ConnectorError> {
+        Ok(())
+    }
 }
 
 /// Creates the writers of a sink vertex, one per subtask.

@@ -2,11 +2,15 @@
 //! them, as written in a job spec or built in Rust. [`crate::runtime`] turns it into an
 //! execution graph of subtasks.
 
+use crate::checkpoint::CheckpointConfig;
 use crate::connector::{SinkFactory, SourceFactory};
 use crate::format::ValueFormat;
 use crate::operator::{Operator, OperatorError};
+use crate::runtime::RestartStrategy;
+use crate::state::{HeapKvBackendFactory, KvBackendFactory};
 use crate::time::WatermarkStrategy;
 use crate::window::{AggregateSpec, WindowAssigner};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Creates the instances of a user operator vertex, one per subtask.
@@ -119,6 +123,48 @@ impl Default for ExecutionConfig {
     }
 }
 
+/// How a job keeps state and survives failures: its state backend, checkpoints and
+/// restart strategy.
+#[derive(Clone)]
+pub struct Durability {
+    /// Creates the keyed state backends of stateful subtasks.
+    pub state_backend: Arc<dyn KvBackendFactory>,
+    /// Every backend kind this build has, to restore a checkpoint written by another
+    /// kind (a job moved from heap to RocksDB, say); includes `state_backend`'s.
+    pub backends: Vec<Arc<dyn KvBackendFactory>>,
+    /// Local working folder for state (RocksDB files, snapshots before upload).
+    pub state_dir: PathBuf,
+    /// Periodic checkpoints; `None`: none (savepoints then need a storage too).
+    pub checkpoints: Option<CheckpointConfig>,
+    /// What to do when the job fails.
+    pub restart: RestartStrategy,
+}
+
+impl Default for Durability {
+    /// Heap state in a per-process temporary folder, no checkpoints, no restarts.
+    fn default() -> Self {
+        let heap: Arc<dyn KvBackendFactory> = Arc::new(HeapKvBackendFactory);
+        Durability {
+            state_backend: heap.clone(),
+            backends: vec![heap],
+            state_dir: std::env::temp_dir().join(format!("sluice-state-{}", std::process::id())),
+            checkpoints: None,
+            restart: RestartStrategy::None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durability")
+            .field("state_backend", &self.state_backend.kind())
+            .field("state_dir", &self.state_dir)
+            .field("checkpoints", &self.checkpoints)
+            .field("restart", &self.restart)
+            .finish()
+    }
+}
+
 /// A job: named vertices in topological order (every input precedes its consumer).
 pub struct JobGraph {
     /// The job's name.
@@ -127,6 +173,8 @@ pub struct JobGraph {
     pub vertices: Vec<Vertex>,
     /// Execution settings.
     pub config: ExecutionConfig,
+    /// State backend, checkpoints, restarts.
+    pub durability: Durability,
 }
 
 /// A graph that cannot run; the message names the vertex and what is wrong.
@@ -135,6 +183,23 @@ pub struct JobGraph {
 pub struct GraphError(pub String);
 
 impl JobGraph {
+    /// Whether vertex `v` keeps keyed state: a window, or an operator whose input is
+    /// keyed (`KeyBy`).
+    pub fn is_keyed(&self, v: usize) -> bool {
+        let vertex = &self.vertices[v];
+        match vertex.kind {
+            VertexKind::Window { .. } => true,
+            VertexKind::Operator { .. } => {
+                !vertex.inputs.is_empty()
+                    && vertex
+                        .inputs
+                        .iter()
+                        .all(|i| i.partitioning == Partitioning::KeyBy)
+            }
+            _ => false,
+        }
+    }
+
     /// Checks the structure: inputs precede consumers, sources have no inputs and others
     /// have some, window inputs are `KeyBy`, parallelism within `1..=max_parallelism`,
     /// `Forward` edges join equal parallelism.

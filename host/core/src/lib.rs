@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod checkpoint;
 pub mod connector;
 pub mod format;
 pub mod operator;

@@ -72,6 +72,11 @@ pub struct StateContext {
     pub keyed: Option<KeyedStateStore>,
     /// Processing time (ms since the epoch), for processing-time timers and TTL.
     pub clock: Clock,
+    /// Operator (non-keyed) state restored for this subtask: what
+    /// [`Operator::snapshot_operator_state`] returned, one entry per old subtask whose
+    /// state this one inherits (one when the parallelism is unchanged; empty on a fresh
+    /// start).
+    pub operator_state: Vec<Vec<u8>>,
 }
 
 /// A stream operator that processes batches of events.
@@ -92,6 +97,21 @@ pub trait Operator: Send {
     /// runtime snapshots at checkpoints (between two calls, never during one).
     fn keyed_state(&mut self) -> Option<&mut KeyedStateStore> {
         None
+    }
+
+    /// Snapshots the operator's non-keyed state at checkpoint `checkpoint`'s barrier
+    /// (a sink pre-commits here). Called before the runtime snapshots
+    /// [`Operator::keyed_state`], so an operator with a working copy writes it back here.
+    fn snapshot_operator_state(
+        &mut self,
+        _checkpoint: u64,
+    ) -> Result<Option<Vec<u8>>, OperatorError> {
+        Ok(None)
+    }
+
+    /// Checkpoint `checkpoint` is complete: commit what was pre-committed for it.
+    fn notify_checkpoint_complete(&mut self, _checkpoint: u64) -> Result<(), OperatorError> {
+        Ok(())
     }
 
     /// The earliest processing-time timer the operator has, if any (ms since the epoch):

@@ -786,6 +786,7 @@ impl JobSpec {
             vertices.push(vertex);
         }
         let graph = JobGraph {
+            durability: Default::default(),
             name: self.name.clone(),
             vertices,
             config,

@@ -3,8 +3,7 @@
 //! size and parallelism.
 
 use sluice_core::graph::*;
-use sluice_core::time::WatermarkStrategy;
-use sluice_core::window::{AggregateFn, AggregateSpec, WindowAssigner};
+use sluice_core::window::AggregateFn;
 use sluice_core::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,52 +56,6 @@ impl Operator for KeyByFieldOp {
     }
 }
 
-/// An edge from `vertex` (its main output, or side output `side`).
-fn edge(vertex: usize, side: Option<&str>, partitioning: Partitioning) -> Input {
-    Input {
-        vertex,
-        side_output: side.map(String::from),
-        partitioning,
-    }
-}
-
-/// A source vertex (parallelism 1) over `factory`.
-fn source(
-    id: &str,
-    factory: Arc<dyn SourceFactory>,
-    max_out_of_orderness_ms: i64,
-    idleness: Option<std::time::Duration>,
-) -> Vertex {
-    Vertex {
-        id: id.into(),
-        parallelism: 1,
-        kind: VertexKind::Source {
-            factory,
-            watermarks: WatermarkStrategy {
-                max_out_of_orderness_ms,
-                idleness,
-            },
-        },
-        inputs: vec![],
-    }
-}
-
-/// A source vertex over events in memory.
-fn memory_source(
-    id: &str,
-    events: &[(i64, Vec<u8>, Vec<u8>)],
-    max_out_of_orderness_ms: i64,
-) -> Vertex {
-    source(
-        id,
-        Arc::new(VecSource {
-            events: Arc::new(events.to_vec()),
-        }),
-        max_out_of_orderness_ms,
-        None,
-    )
-}
-
 /// A [`KeyByField`] operator vertex.
 fn keyer(id: &str, parallelism: usize, input: Input) -> Vertex {
     Vertex {
@@ -113,57 +66,6 @@ fn keyer(id: &str, parallelism: usize, input: Input) -> Vertex {
             output_format: None,
         },
         inputs: vec![input],
-    }
-}
-
-/// An aggregate `name = function(field)`.
-fn agg(name: &str, function: AggregateFn, field: Option<&str>) -> AggregateSpec {
-    AggregateSpec {
-        name: name.into(),
-        function,
-        field: field.map(String::from),
-    }
-}
-
-/// A tumbling window vertex over keyed inputs from `inputs`.
-fn tumbling(
-    id: &str,
-    parallelism: usize,
-    size: i64,
-    allowed_lateness: i64,
-    aggregates: Vec<AggregateSpec>,
-    inputs: &[usize],
-) -> Vertex {
-    Vertex {
-        id: id.into(),
-        parallelism,
-        kind: VertexKind::Window {
-            assigner: WindowAssigner::Tumbling { size, offset: 0 },
-            allowed_lateness,
-            aggregates,
-        },
-        inputs: inputs
-            .iter()
-            .map(|&v| edge(v, None, Partitioning::KeyBy))
-            .collect(),
-    }
-}
-
-/// A sink vertex (parallelism 1).
-fn sink(id: &str, factory: Arc<dyn SinkFactory>, input: Input) -> Vertex {
-    Vertex {
-        id: id.into(),
-        parallelism: 1,
-        kind: VertexKind::Sink { factory },
-        inputs: vec![input],
-    }
-}
-
-fn job(name: &str, config: ExecutionConfig, vertices: Vec<Vertex>) -> JobGraph {
-    JobGraph {
-        name: name.into(),
-        config,
-        vertices,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::batch::Batch;
 use crate::connector::{ConnectorError, Sink};
-use crate::operator::{Collector, Operator, OperatorContext, OperatorError};
+use crate::operator::{Collector, Operator, OperatorContext, OperatorError, StateContext};
 
 /// Passes a source's batches into its chain.
 pub(super) struct SourceHead;
@@ -26,6 +26,8 @@ impl Operator for SourceHead {
 pub(super) struct SinkOperator {
     pub(super) sink: Box<dyn Sink>,
     pub(super) context: String,
+    /// Whether the job checkpoints (then the sink writes in transactions).
+    pub(super) checkpointing: bool,
 }
 
 impl SinkOperator {
@@ -38,6 +40,26 @@ impl SinkOperator {
 }
 
 impl Operator for SinkOperator {
+    fn initialize_state(&mut self, state: StateContext) -> Result<(), OperatorError> {
+        if self.checkpointing {
+            self.sink
+                .begin_transactions(&state.operator_state)
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+    fn snapshot_operator_state(
+        &mut self,
+        checkpoint: u64,
+    ) -> Result<Option<Vec<u8>>, OperatorError> {
+        self.sink
+            .pre_commit(checkpoint)
+            .map(Some)
+            .map_err(|e| self.error(e))
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<(), OperatorError> {
+        self.sink.commit(checkpoint).map_err(|e| self.error(e))
+    }
     fn open(&mut self, ctx: &OperatorContext) -> Result<(), OperatorError> {
         self.context = ctx.to_string().replacen("operator", "sink", 1);
         Ok(())

@@ -4,6 +4,10 @@
 use super::gate::{Disconnected, Gate, StreamElement};
 use super::metrics::SubtaskMetrics;
 use crate::batch::Batch;
+use crate::checkpoint::Barrier;
+use crate::checkpoint::metadata::{PORTABLE, SnapshotKind};
+use crate::checkpoint::restore::export_portable;
+use crate::checkpoint::upload::{LocalKeyed, LocalSnapshot, LocalState, Uploaded};
 use crate::operator::{Collector, Operator, OperatorError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,6 +40,12 @@ pub type SideGates = Vec<(String, Vec<Gate>)>;
 
 /// One operator of a chain with the gates of its outputs that leave the chain.
 pub struct ChainLink {
+    /// The vertex id.
+    pub vertex_id: String,
+    /// The subtask index.
+    pub subtask: usize,
+    /// For a keyed vertex: the immutable files its checkpoints uploaded.
+    pub uploaded: Option<Uploaded>,
     /// The operator.
     pub operator: Box<dyn Operator>,
     /// Whether the next link in the chain consumes this one's main output.
@@ -225,6 +235,8 @@ fn deliver(
 pub struct Chain {
     /// The links, head first.
     pub links: Vec<ChainLink>,
+    /// Where snapshots are written before upload.
+    pub snapshot_dir: std::path::PathBuf,
 }
 
 impl Chain {
@@ -266,16 +278,118 @@ impl Chain {
 
     /// Sends `End` through every gate (also on failure paths, best effort).
     pub fn end(&mut self) -> Result<(), ChainError> {
+        self.broadcast_all(|| StreamElement::End)
+    }
+
+    /// Sends an element through every gate of every link.
+    fn broadcast_all(&mut self, el: impl Fn() -> StreamElement) -> Result<(), ChainError> {
         for link in &self.links {
             for g in link
                 .main_gates
                 .iter()
                 .chain(link.side_gates.iter().flat_map(|(_, g)| g.iter()))
             {
-                g.broadcast(|| StreamElement::End)?;
+                g.broadcast(&el)?;
             }
         }
         Ok(())
+    }
+
+    /// Takes the chain's part of `barrier`'s snapshot (each operator's state, written to
+    /// local files), then forwards the barrier through every gate. The returned snapshot
+    /// still has to be uploaded.
+    pub fn snapshot(&mut self, barrier: Barrier) -> Result<LocalSnapshot, ChainError> {
+        let dir = self.snapshot_dir.join(format!("{}", barrier.id));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut states = Vec::with_capacity(self.links.len());
+        for (i, link) in self.links.iter_mut().enumerate() {
+            let operator_state = link.operator.snapshot_operator_state(barrier.id)?;
+            let fault = |e: String| {
+                ChainError::Operator(OperatorError::Fault {
+                    context: format!("'{}' (subtask {})", link.vertex_id, link.subtask + 1),
+                    message: format!("snapshot for checkpoint {} failed: {e}", barrier.id),
+                })
+            };
+            let keyed = match (link.operator.keyed_state(), &link.uploaded) {
+                (Some(store), Some(uploaded)) => {
+                    let local = dir.join(format!("{i}"));
+                    std::fs::create_dir_all(&local)
+                        .map_err(|e| fault(format!("{}: {e}", local.display())))?;
+                    let range = store.key_groups();
+                    let states = store.states().to_vec();
+                    let (format, files) = match barrier.kind {
+                        SnapshotKind::Checkpoint => {
+                            let snap = store
+                                .backend_mut()
+                                .snapshot(&local)
+                                .map_err(|e| fault(e.0))?;
+                            (snap.kind, snap.files)
+                        }
+                        SnapshotKind::Savepoint => (
+                            PORTABLE.to_string(),
+                            vec![export_portable(store, &local).map_err(fault)?],
+                        ),
+                    };
+                    Some(LocalKeyed {
+                        format,
+                        key_groups: (range.start, range.end),
+                        states,
+                        files,
+                        uploaded: uploaded.clone(),
+                    })
+                }
+                _ => None,
+            };
+            states.push(LocalState {
+                vertex_id: link.vertex_id.clone(),
+                subtask: link.subtask,
+                keyed,
+                operator_state,
+            });
+        }
+        self.broadcast_all(|| StreamElement::Barrier(barrier))?;
+        Ok(LocalSnapshot {
+            checkpoint: barrier.id,
+            kind: barrier.kind,
+            states,
+            dir,
+        })
+    }
+
+    /// Checkpoint `id` completed: every operator commits.
+    pub fn notify_complete(&mut self, id: u64) -> Result<(), ChainError> {
+        for link in &mut self.links {
+            link.operator.notify_checkpoint_complete(id)?;
+        }
+        Ok(())
+    }
+
+    /// Fires the processing-time timers due now in every operator that has some.
+    pub fn processing_time(&mut self, now: i64) -> Result<(), ChainError> {
+        for i in 0..self.links.len() {
+            if self.links[i]
+                .operator
+                .next_processing_timer()
+                .is_some_and(|t| t <= now)
+            {
+                let mut error = None;
+                deliver(&mut self.links[i..], &mut error, |op, out| {
+                    op.on_processing_time(now, out)
+                });
+                if let Some(e) = error {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest processing-time timer of any operator in the chain.
+    pub fn next_processing_timer(&self) -> Option<i64> {
+        self.links
+            .iter()
+            .filter_map(|l| l.operator.next_processing_timer())
+            .min()
     }
 
     /// Sends an idleness change through the head's gates and the chained links' gates.

@@ -19,11 +19,15 @@ pub enum StreamElement {
     Watermark(i64),
     /// The producer became idle (`true`) or active again (`false`).
     Idle(bool),
+    /// A checkpoint barrier: everything before it is in checkpoint `id`, nothing after.
+    Barrier(crate::checkpoint::Barrier),
     /// The producer finished; nothing follows.
     End,
 }
 
-/// One message on a channel: the consumer's input index and the element.
+/// One message on a channel: the consumer's input index and the element. Each input of
+/// a consumer subtask has its own channel (so that barrier alignment can stop reading
+/// one input while the others go on, and backpressure stays per input).
 pub type Envelope = (u32, StreamElement);
 
 /// The consumer is gone (it failed or was cancelled).

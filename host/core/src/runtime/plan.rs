@@ -7,9 +7,12 @@ use super::adapters::{SinkOperator, SourceHead};
 use super::chain::{Chain, ChainLink, SideGates};
 use super::gate::{Envelope, Gate};
 use super::{JobError, JobMetrics};
+use crate::checkpoint::restore::{KeyedRestore, RestorePoint, operator_states};
+use crate::checkpoint::upload::Uploaded;
 use crate::format::ValueFormat;
 use crate::graph::{JobGraph, Partitioning, VertexKind};
-use crate::operator::{Operator, OperatorContext};
+use crate::operator::{Operator, OperatorContext, StateContext};
+use crate::state::system_clock;
 use crate::window::{Aggregates, WindowConfig, WindowOperator};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
@@ -22,13 +25,11 @@ pub(super) struct ExecutionPlan<'g> {
     chain_next: Vec<Option<usize>>,
     /// Whether a vertex starts a chain (and so has its own threads).
     is_head: Vec<bool>,
-    /// Per chain head with inputs, one channel per subtask.
-    senders: Vec<Vec<Sender<Envelope>>>,
-    receivers: Vec<Vec<Option<Receiver<Envelope>>>>,
+    /// Per chain head with inputs, per subtask, one channel per input.
+    senders: Vec<Vec<Vec<Sender<Envelope>>>>,
+    receivers: Vec<Vec<Option<Vec<Receiver<Envelope>>>>>,
     /// Per vertex and input edge, the first input index of that edge at the consumer.
     input_offsets: Vec<Vec<u32>>,
-    /// Per vertex, its number of inputs (upstream subtasks feeding one subtask).
-    input_counts: Vec<u32>,
     /// Per window vertex, its aggregates resolved against its input's format.
     aggregates: Vec<Option<Aggregates>>,
 }
@@ -68,7 +69,6 @@ impl<'g> ExecutionPlan<'g> {
         let mut receivers = Vec::with_capacity(n);
         let mut senders = Vec::with_capacity(n);
         let mut input_offsets = Vec::with_capacity(n);
-        let mut input_counts = vec![0u32; n];
         for (vi, v) in graph.vertices.iter().enumerate() {
             let mut offsets = Vec::new();
             let mut count = 0u32;
@@ -79,12 +79,13 @@ impl<'g> ExecutionPlan<'g> {
                     _ => graph.vertices[i.vertex].parallelism as u32,
                 };
             }
-            input_counts[vi] = count;
             input_offsets.push(offsets);
             if is_head[vi] && !v.inputs.is_empty() {
-                // Each input gets `channel_capacity` batches of credit, on average.
-                let cap = graph.config.channel_capacity * count as usize;
-                let (s, r): (Vec<_>, Vec<_>) = (0..v.parallelism).map(|_| bounded(cap)).unzip();
+                // Each input gets `channel_capacity` batches of credit.
+                let cap = graph.config.channel_capacity;
+                let (s, r): (Vec<Vec<_>>, Vec<Vec<_>>) = (0..v.parallelism)
+                    .map(|_| (0..count).map(|_| bounded(cap)).unzip())
+                    .unzip();
                 senders.push(s);
                 receivers.push(r.into_iter().map(Some).collect());
             } else {
@@ -115,7 +116,6 @@ impl<'g> ExecutionPlan<'g> {
             senders,
             receivers,
             input_offsets,
-            input_counts,
             aggregates,
         })
     }
@@ -127,16 +127,12 @@ impl<'g> ExecutionPlan<'g> {
             .collect()
     }
 
-    /// The inbound channel of subtask `s` of chain head `head` (taken once).
-    pub(super) fn take_receiver(&mut self, head: usize, s: usize) -> Receiver<Envelope> {
+    /// The inbound channels of subtask `s` of chain head `head`, one per input (taken
+    /// once).
+    pub(super) fn take_receivers(&mut self, head: usize, s: usize) -> Vec<Receiver<Envelope>> {
         self.receivers[head][s]
             .take()
             .expect("one receiver per subtask")
-    }
-
-    /// How many inputs feed one subtask of `vertex`.
-    pub(super) fn input_count(&self, vertex: usize) -> usize {
-        self.input_counts[vertex] as usize
     }
 
     /// Builds and opens subtask `s` of the chain that starts at `head`: its operators,
@@ -146,6 +142,7 @@ impl<'g> ExecutionPlan<'g> {
         head: usize,
         s: usize,
         metrics: &JobMetrics,
+        restore: Option<&RestorePoint>,
     ) -> Result<Chain, JobError> {
         let mut members = vec![head];
         while let Some(next) = self.chain_next[*members.last().expect("non-empty")] {
@@ -161,10 +158,17 @@ impl<'g> ExecutionPlan<'g> {
                 parallelism: p,
             };
             let mut operator = self.operator(vi, s, p, metrics)?;
+            let (state, uploaded) = self.state_context(vi, s, restore)?;
+            operator
+                .initialize_state(state)
+                .map_err(|e| JobError(e.to_string()))?;
             operator.open(&ctx).map_err(|e| JobError(e.to_string()))?;
             let subtask_metrics = metrics.vertices[vi].subtasks[s].clone();
             let (main_gates, side_gates) = self.gates(vi, s, &subtask_metrics);
             links.push(ChainLink {
+                vertex_id: v.id.clone(),
+                subtask: s,
+                uploaded,
                 operator,
                 chained: self.chain_next[vi].is_some(),
                 main_gates,
@@ -177,7 +181,54 @@ impl<'g> ExecutionPlan<'g> {
                 },
             });
         }
-        Ok(Chain { links })
+        Ok(Chain {
+            links,
+            snapshot_dir: self
+                .graph
+                .durability
+                .state_dir
+                .join("snapshots")
+                .join(format!("{}-{s}", self.graph.vertices[head].id)),
+        })
+    }
+
+    /// The state of subtask `s` of vertex `vi`: keyed state for keyed vertices (restored
+    /// from `restore` if it has some), and restored operator state.
+    fn state_context(
+        &self,
+        vi: usize,
+        s: usize,
+        restore: Option<&RestorePoint>,
+    ) -> Result<(StateContext, Option<Uploaded>), JobError> {
+        let v = &self.graph.vertices[vi];
+        let d = &self.graph.durability;
+        let clock = system_clock();
+        let (keyed, uploaded) = if self.graph.is_keyed(vi) {
+            let (store, uploaded) = KeyedRestore {
+                point: restore,
+                vertex_id: &v.id,
+                subtask: s,
+                parallelism: v.parallelism,
+                max_parallelism: self.graph.config.max_parallelism,
+                backend: d.state_backend.as_ref(),
+                backends: &d.backends,
+                dir: d.state_dir.join("keyed").join(format!("{}-{s}", v.id)),
+                clock: clock.clone(),
+            }
+            .open()
+            .map_err(JobError)?;
+            (Some(store), Some(uploaded))
+        } else {
+            (None, None)
+        };
+        Ok((
+            StateContext {
+                keyed,
+                clock,
+                operator_state: operator_states(restore, &v.id, s, v.parallelism),
+            },
+            uploaded,
+        ))
     }
 
     /// The operator of subtask `s` of vertex `vi`, not yet opened.
@@ -211,11 +262,13 @@ impl<'g> ExecutionPlan<'g> {
             )),
             VertexKind::Sink { factory } => {
                 let format = self.graph.input_format(&self.formats, &v.inputs[0]);
+                let context = format!("sink '{}' (subtask {}/{p})", v.id, s + 1);
                 Box::new(SinkOperator {
-                    sink: factory.create_sink(s, p, &format).map_err(|e| {
-                        JobError(format!("sink '{}' (subtask {}/{p}): {e}", v.id, s + 1))
-                    })?,
-                    context: String::new(),
+                    sink: factory
+                        .create_sink(s, p, &format)
+                        .map_err(|e| JobError(format!("{context}: {e}")))?,
+                    context,
+                    checkpointing: self.graph.durability.checkpoints.is_some(),
                 })
             }
         })
@@ -242,10 +295,14 @@ impl<'g> ExecutionPlan<'g> {
                 } else {
                     s as u32
                 };
+                let index = self.input_offsets[wi][ei] + own;
                 let gate = Gate::new(
                     input.partitioning,
-                    self.senders[wi].clone(),
-                    self.input_offsets[wi][ei] + own,
+                    self.senders[wi]
+                        .iter()
+                        .map(|inputs| inputs[index as usize].clone())
+                        .collect(),
+                    index,
                     s,
                     self.graph.config.max_parallelism,
                     metrics.clone(),

@@ -1,14 +1,20 @@
 //! The loop of a subtask thread: a source subtask polls its reader and generates
-//! watermarks; any other subtask receives from its channel and combines its inputs'
-//! watermarks in a valve. Both drive their operator chain and report failures.
+//! watermarks; any other subtask receives from its input channels and combines their
+//! watermarks in a valve. Both drive their operator chain, take part in checkpoints
+//! (sources inject barriers; others align them across inputs), fire processing-time
+//! timers, and report failures.
 
 use super::chain::{Chain, ChainError};
 use super::gate::{Envelope, StreamElement};
 use super::{JobError, JobState};
 use crate::batch::Batch;
+use crate::checkpoint::Barrier;
+use crate::checkpoint::coordinator::{Control, CoordinatorShared};
+use crate::checkpoint::upload::LocalSnapshot;
 use crate::connector::{SourcePoll, SourceReader};
 use crate::time::{BoundedOutOfOrderness, MAX_WATERMARK, WatermarkStrategy, WatermarkValve};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Select, Sender};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
@@ -50,134 +56,456 @@ fn report(state: &JobState, e: ChainError) {
     }
 }
 
-pub(super) fn run_source(
-    mut reader: Box<dyn SourceReader>,
-    strategy: WatermarkStrategy,
-    batch_size: usize,
-    mut chain: Chain,
-    state: &JobState,
-    context: &str,
-) {
-    let mut generator = BoundedOutOfOrderness::new(strategy.max_out_of_orderness_ms);
-    let mut next: Option<Batch> = None;
-    let mut last_data = Instant::now();
-    let mut idle = false;
-    let result = (|| -> Result<(), ChainError> {
-        loop {
-            if state.cancelled.load(Relaxed) {
-                // Cancelled or failed elsewhere: stop without finishing (no final watermark).
-                return Ok(());
-            }
-            // A fresh batch only after the last one went downstream (not on every poll).
-            let batch =
-                next.get_or_insert_with(|| Batch::with_capacity(batch_size, batch_size * 32));
-            match reader.poll_batch(batch, batch_size) {
-                Err(e) => {
-                    state.fail(JobError(format!("{context}: {e}")));
-                    return Ok(());
-                }
-                Ok(SourcePoll::End) => break,
-                Ok(SourcePoll::Pending) => {
-                    if let Some(timeout) = strategy.idleness
-                        && !idle
-                        && last_data.elapsed() >= timeout
+/// A subtask's link to the checkpoint coordinator.
+pub(super) struct TaskCheckpointing {
+    pub control: Receiver<Control>,
+    pub uploads: Sender<LocalSnapshot>,
+    pub shared: Arc<CoordinatorShared>,
+}
+
+/// How a subtask loop ended without error.
+enum Exit {
+    /// Its input ended: finish the chain.
+    Ended,
+    /// Stopped with a savepoint, or cancelled: no finishing.
+    Stopped,
+}
+
+/// A source subtask's checkpointed position.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SourcePosition {
+    /// Events the reader returned.
+    events: u64,
+    /// The watermark generator's highest event time.
+    max_timestamp: Option<i64>,
+    /// The reader's own position, if it has one.
+    reader: Option<Vec<u8>>,
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Everything a source subtask runs with.
+pub(super) struct SourceTask {
+    pub reader: Box<dyn SourceReader>,
+    pub strategy: WatermarkStrategy,
+    pub batch_size: usize,
+    pub chain: Chain,
+    pub context: String,
+    pub checkpointing: Option<TaskCheckpointing>,
+    /// The position restored for this subtask, if any.
+    pub restored: Option<Vec<u8>>,
+}
+
+impl SourceTask {
+    /// Continues from a checkpointed position: seeks the reader (or skips the events it
+    /// already returned) and re-emits the watermark reached.
+    fn restore(
+        &mut self,
+        generator: &mut BoundedOutOfOrderness,
+        events: &mut u64,
+    ) -> Result<(), String> {
+        let Some(bytes) = self.restored.take() else {
+            return Ok(());
+        };
+        let pos: SourcePosition = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("the checkpointed source position is corrupted: {e}"))?;
+        match &pos.reader {
+            Some(p) => self.reader.seek(p).map_err(|e| e.0)?,
+            None => {
+                let mut left = pos.events;
+                let mut scratch = Batch::with_capacity(self.batch_size, self.batch_size * 32);
+                while left > 0 {
+                    scratch.clear();
+                    let want = (left as usize).min(self.batch_size.max(1));
+                    match self
+                        .reader
+                        .poll_batch(&mut scratch, want)
+                        .map_err(|e| e.0)?
                     {
-                        idle = true;
-                        chain.idle(true)?;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Ok(SourcePoll::Data) => {
-                    last_data = Instant::now();
-                    if idle {
-                        idle = false;
-                        chain.idle(false)?;
-                    }
-                    if !batch.is_empty() {
-                        let mut batch = next.take().expect("filled above");
-                        generator.mark_batch(&mut batch);
-                        chain.process_batch(batch)?;
+                        SourcePoll::End => {
+                            return Err(format!(
+                                "the input ended {left} events before the checkpointed position ({} events): did the input change?",
+                                pos.events
+                            ));
+                        }
+                        SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
+                        SourcePoll::Data => left -= scratch.len() as u64,
                     }
                 }
             }
         }
-        // The end of a bounded input brings the watermark to the maximum.
-        chain.process_watermark(MAX_WATERMARK)?;
-        chain.finish()
-    })();
-    if state.cancelled.load(Relaxed) {
-        // Dropping the chain closes its channels; consumers see their inputs vanish.
-        return;
+        *events = pos.events;
+        generator.restore(pos.max_timestamp);
+        Ok(())
     }
-    if let Err(e) = result {
-        report(state, e);
+
+    fn position(&mut self, generator: &BoundedOutOfOrderness, events: u64) -> Vec<u8> {
+        serde_json::to_vec(&SourcePosition {
+            events,
+            max_timestamp: generator.max_timestamp(),
+            reader: self.reader.position(),
+        })
+        .expect("a position serializes")
+    }
+
+    pub(super) fn run(mut self, state: &JobState) {
+        let mut generator = BoundedOutOfOrderness::new(self.strategy.max_out_of_orderness_ms);
+        let mut events = 0u64;
+        let mut next: Option<Batch> = None;
+        let mut last_data = Instant::now();
+        let mut idle = false;
+        let mut stopping: Option<u64> = None;
+        if let Err(e) = self.restore(&mut generator, &mut events) {
+            state.fail(JobError(format!("{}: restoring: {e}", self.context)));
+            return;
+        }
+        let batch_size = self.batch_size;
+        let checkpointing = self.checkpointing.take();
+        let result = (|| -> Result<Exit, ChainError> {
+            if generator.current() > i64::MIN {
+                self.chain.process_watermark(generator.current())?;
+            }
+            loop {
+                if state.cancelled.load(Relaxed) {
+                    return Ok(Exit::Stopped);
+                }
+                if let Some(cp) = &checkpointing {
+                    while let Ok(msg) = cp.control.try_recv() {
+                        match msg {
+                            Control::Trigger(b) => {
+                                let position = self.position(&generator, events);
+                                let mut snap = self.chain.snapshot(b)?;
+                                snap.states[0].operator_state = Some(position);
+                                let _ = cp.uploads.send(snap);
+                                if b.stop {
+                                    stopping = Some(b.id);
+                                }
+                            }
+                            Control::Complete(id) => {
+                                self.chain.notify_complete(id)?;
+                                if stopping == Some(id) {
+                                    return Ok(Exit::Stopped);
+                                }
+                            }
+                            Control::Abort(id) => {
+                                if stopping == Some(id) {
+                                    stopping = None;
+                                }
+                            }
+                        }
+                    }
+                }
+                if stopping.is_some() {
+                    // Stopping with a savepoint: nothing more after its barrier.
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                if self.chain.next_processing_timer().is_some() {
+                    self.chain.processing_time(now_ms())?;
+                }
+                // A fresh batch only after the last one went downstream.
+                let batch =
+                    next.get_or_insert_with(|| Batch::with_capacity(batch_size, batch_size * 32));
+                match self.reader.poll_batch(batch, batch_size) {
+                    Err(e) => {
+                        state.fail(JobError(format!("{}: {e}", self.context)));
+                        return Ok(Exit::Stopped);
+                    }
+                    Ok(SourcePoll::End) => return Ok(Exit::Ended),
+                    Ok(SourcePoll::Pending) => {
+                        if let Some(timeout) = self.strategy.idleness
+                            && !idle
+                            && last_data.elapsed() >= timeout
+                        {
+                            idle = true;
+                            self.chain.idle(true)?;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok(SourcePoll::Data) => {
+                        last_data = Instant::now();
+                        if idle {
+                            idle = false;
+                            self.chain.idle(false)?;
+                        }
+                        if !batch.is_empty() {
+                            let mut batch = next.take().expect("filled above");
+                            events += batch.len() as u64;
+                            generator.mark_batch(&mut batch);
+                            self.chain.process_batch(batch)?;
+                        }
+                    }
+                }
+            }
+        })();
+        if let Some(cp) = &checkpointing {
+            // From now on no checkpoint can complete (this source takes no barrier).
+            cp.shared.running_sources.fetch_sub(1, Relaxed);
+        }
+        let result = result.and_then(|exit| match exit {
+            Exit::Stopped => Ok(()),
+            Exit::Ended => {
+                // The end of a bounded input brings the watermark to the maximum.
+                self.chain.process_watermark(MAX_WATERMARK)?;
+                self.chain.finish()
+            }
+        });
+        if state.cancelled.load(Relaxed) {
+            // Dropping the chain closes its channels; consumers see their inputs vanish.
+            return;
+        }
+        if let Err(e) = result {
+            report(state, e);
+        }
     }
 }
 
-pub(super) fn run_inbound(
-    rx: Receiver<Envelope>,
-    inputs: usize,
-    mut chain: Chain,
-    state: &JobState,
-) {
-    let mut valve = WatermarkValve::new(inputs);
-    let mut ended = 0;
-    let head_metrics = chain.links[0].metrics.clone();
-    let result = (|| -> Result<(), ChainError> {
-        while ended < inputs {
-            let Ok((input, el)) = rx.recv() else {
-                // Every producer is gone without sending End: one failed (and said why).
-                return Err(ChainError::UpstreamGone);
-            };
-            let input = input as usize;
-            let advanced = match el {
-                StreamElement::Batch(mut batch) => {
-                    let marks = batch.take_marks();
-                    let combined: Vec<_> = marks
-                        .into_iter()
-                        .filter_map(|m| {
-                            valve.input_watermark(input, m.watermark).map(|w| {
-                                crate::WatermarkMark {
-                                    row: m.row,
-                                    watermark: w,
-                                }
-                            })
-                        })
-                        .collect();
-                    if let Some(last) = combined.last() {
-                        head_metrics.watermark.store(last.watermark, Relaxed);
+/// Alignment of one barrier across a subtask's inputs.
+struct Alignment {
+    barrier: Barrier,
+    /// Inputs that delivered it (and are not read until it completes).
+    blocked: Vec<bool>,
+}
+
+/// The inputs of a non-source subtask, read through one `Select`; an input can be
+/// paused (barrier alignment) and resumed.
+struct Inputs<'a> {
+    rxs: &'a [Receiver<Envelope>],
+    select: Select<'a>,
+    /// Select index -> input index.
+    input_of: HashMap<usize, usize>,
+    /// Input index -> select index, while it is being read.
+    index_of: Vec<Option<usize>>,
+    control: Option<usize>,
+}
+
+impl<'a> Inputs<'a> {
+    fn new(rxs: &'a [Receiver<Envelope>], control: Option<&'a Receiver<Control>>) -> Self {
+        let mut select = Select::new();
+        let mut input_of = HashMap::new();
+        let mut index_of = Vec::with_capacity(rxs.len());
+        for (i, r) in rxs.iter().enumerate() {
+            let idx = select.recv(r);
+            input_of.insert(idx, i);
+            index_of.push(Some(idx));
+        }
+        let control = control.map(|c| select.recv(c));
+        Inputs {
+            rxs,
+            select,
+            input_of,
+            index_of,
+            control,
+        }
+    }
+
+    fn pause(&mut self, input: usize) {
+        if let Some(idx) = self.index_of[input].take() {
+            self.select.remove(idx);
+            self.input_of.remove(&idx);
+        }
+    }
+
+    fn resume(&mut self, input: usize) {
+        if self.index_of[input].is_none() {
+            let idx = self.select.recv(&self.rxs[input]);
+            self.input_of.insert(idx, input);
+            self.index_of[input] = Some(idx);
+        }
+    }
+}
+
+/// What the next `select` delivered.
+enum Next {
+    Element(usize, Result<Envelope, crossbeam_channel::RecvError>),
+    Control(Option<Control>),
+    Timeout,
+}
+
+/// Everything a non-source subtask runs with.
+pub(super) struct InboundTask {
+    pub rxs: Vec<Receiver<Envelope>>,
+    pub chain: Chain,
+    pub checkpointing: Option<TaskCheckpointing>,
+}
+
+impl InboundTask {
+    pub(super) fn run(mut self, state: &JobState) {
+        let n = self.rxs.len();
+        let mut valve = WatermarkValve::new(n);
+        let mut ended = vec![false; n];
+        let mut n_ended = 0;
+        let head_metrics = self.chain.links[0].metrics.clone();
+        let rxs = std::mem::take(&mut self.rxs);
+        let cp = self.checkpointing.take();
+        let chain = &mut self.chain;
+        let mut inputs = Inputs::new(&rxs, cp.as_ref().map(|c| &c.control));
+        let mut aligning: Option<Alignment> = None;
+        let mut stopping: Option<u64> = None;
+        let result = (|| -> Result<Exit, ChainError> {
+            while n_ended < n {
+                let next = {
+                    let op = match chain.next_processing_timer() {
+                        Some(t) => {
+                            let wait = Duration::from_millis((t - now_ms()).clamp(0, 100) as u64);
+                            inputs.select.select_timeout(wait).ok()
+                        }
+                        None => Some(inputs.select.select()),
+                    };
+                    match op {
+                        None => Next::Timeout,
+                        Some(op) if Some(op.index()) == inputs.control => Next::Control(
+                            op.recv(&cp.as_ref().expect("control channel").control).ok(),
+                        ),
+                        Some(op) => {
+                            let i = inputs.input_of[&op.index()];
+                            Next::Element(i, op.recv(&rxs[i]))
+                        }
                     }
-                    batch
-                        .set_marks(combined)
-                        .expect("valve output is monotonic");
-                    chain.process_batch(batch)?;
-                    None
+                };
+                match next {
+                    Next::Timeout => {}
+                    Next::Control(None) => {
+                        // The coordinator is gone (the job is ending).
+                        if let Some(idx) = inputs.control.take() {
+                            inputs.select.remove(idx);
+                        }
+                    }
+                    Next::Control(Some(Control::Complete(id))) => {
+                        chain.notify_complete(id)?;
+                        if stopping == Some(id) {
+                            return Ok(Exit::Stopped);
+                        }
+                    }
+                    Next::Control(Some(Control::Abort(id))) => {
+                        if stopping == Some(id) {
+                            stopping = None;
+                        }
+                        if aligning.as_ref().is_some_and(|a| a.barrier.id == id) {
+                            aligning = None;
+                            (0..n).filter(|&i| !ended[i]).for_each(|i| inputs.resume(i));
+                        }
+                    }
+                    Next::Control(Some(Control::Trigger(_))) => {}
+                    Next::Element(i, Err(_)) => {
+                        if stopping.is_some() || state.cancelled.load(Relaxed) {
+                            // Stopping: an upstream subtask that committed has exited.
+                            inputs.pause(i);
+                            ended[i] = true;
+                            n_ended += 1;
+                            continue;
+                        }
+                        // A producer is gone without sending End: one failed (and said why).
+                        return Err(ChainError::UpstreamGone);
+                    }
+                    Next::Element(input, Ok((_, el))) => {
+                        let advanced = match el {
+                            StreamElement::Batch(mut batch) => {
+                                let marks = batch.take_marks();
+                                let combined: Vec<_> = marks
+                                    .into_iter()
+                                    .filter_map(|m| {
+                                        valve.input_watermark(input, m.watermark).map(|w| {
+                                            crate::WatermarkMark {
+                                                row: m.row,
+                                                watermark: w,
+                                            }
+                                        })
+                                    })
+                                    .collect();
+                                if let Some(last) = combined.last() {
+                                    head_metrics.watermark.store(last.watermark, Relaxed);
+                                }
+                                batch
+                                    .set_marks(combined)
+                                    .expect("valve output is monotonic");
+                                chain.process_batch(batch)?;
+                                None
+                            }
+                            StreamElement::Watermark(w) => valve.input_watermark(input, w),
+                            StreamElement::Idle(idle) => valve.input_idle(input, idle),
+                            StreamElement::Barrier(b) => {
+                                match &mut aligning {
+                                    Some(a) if a.barrier.id == b.id => a.blocked[input] = true,
+                                    Some(a) if a.barrier.id > b.id => {} // an abandoned one
+                                    _ => {
+                                        // A newer barrier: any older alignment was abandoned.
+                                        (0..n)
+                                            .filter(|&i| !ended[i])
+                                            .for_each(|i| inputs.resume(i));
+                                        let mut blocked = vec![false; n];
+                                        blocked[input] = true;
+                                        aligning = Some(Alignment {
+                                            barrier: b,
+                                            blocked,
+                                        });
+                                    }
+                                }
+                                inputs.pause(input);
+                                None
+                            }
+                            StreamElement::End => {
+                                ended[input] = true;
+                                n_ended += 1;
+                                inputs.pause(input);
+                                valve.input_ended(input)
+                            }
+                        };
+                        if let Some(w) = advanced {
+                            head_metrics.watermark.store(w, Relaxed);
+                            chain.process_watermark(w)?;
+                        }
+                        // Aligned: every input delivered the barrier or ended.
+                        if let Some(a) = &aligning
+                            && (0..n).all(|i| a.blocked[i] || ended[i])
+                        {
+                            let b = a.barrier;
+                            aligning = None;
+                            let snap = chain.snapshot(b)?;
+                            if let Some(cp) = &cp {
+                                let _ = cp.uploads.send(snap);
+                            }
+                            if b.stop {
+                                stopping = Some(b.id);
+                            }
+                            (0..n).filter(|&i| !ended[i]).for_each(|i| inputs.resume(i));
+                        }
+                    }
                 }
-                StreamElement::Watermark(w) => valve.input_watermark(input, w),
-                StreamElement::Idle(idle) => valve.input_idle(input, idle),
-                StreamElement::End => {
-                    ended += 1;
-                    valve.input_ended(input)
+                if chain.next_processing_timer().is_some() {
+                    chain.processing_time(now_ms())?;
                 }
-            };
-            if let Some(w) = advanced {
-                head_metrics.watermark.store(w, Relaxed);
-                chain.process_watermark(w)?;
+                if state.cancelled.load(Relaxed) {
+                    return Err(ChainError::Disconnected);
+                }
             }
-            if state.cancelled.load(Relaxed) {
-                return Err(ChainError::Disconnected);
+            Ok(if stopping.is_some() {
+                Exit::Stopped
+            } else {
+                Exit::Ended
+            })
+        })();
+        let result = result.and_then(|exit| match exit {
+            Exit::Stopped => Ok(()),
+            Exit::Ended => {
+                // Every input ended: event time is over, whatever watermarks the inputs
+                // sent (an input fed by a side output may have sent none).
+                if valve.current() < MAX_WATERMARK {
+                    head_metrics.watermark.store(MAX_WATERMARK, Relaxed);
+                    chain.process_watermark(MAX_WATERMARK)?;
+                }
+                chain.finish()
             }
+        });
+        if let Err(e) = result {
+            report(state, e);
         }
-        // Every input ended: event time is over, whatever watermarks the inputs sent
-        // (an input fed by a side output may have sent none).
-        if valve.current() < MAX_WATERMARK {
-            head_metrics.watermark.store(MAX_WATERMARK, Relaxed);
-            chain.process_watermark(MAX_WATERMARK)?;
-        }
-        chain.finish()
-    })();
-    if let Err(e) = result {
-        report(state, e);
     }
 }
 

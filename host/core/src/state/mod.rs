@@ -16,7 +16,8 @@ pub use backend::{BackendSnapshot, KvBackend, KvBackendFactory, ScanFn, Snapshot
 pub use heap::HeapKeyedState;
 pub use heap_kv::{HeapKvBackend, HeapKvBackendFactory};
 pub use store::{
-    Clock, KeyedStateStore, StateDescriptor, StateId, StateKind, TimeDomain, Timer, system_clock,
+    Clock, KeyedStateStore, MapEntries, StateDescriptor, StateId, StateKind, TimeDomain, Timer,
+    system_clock,
 };
 
 use std::ops::Range;

@@ -69,6 +69,12 @@ const PROCESSING_TIMERS: u16 = 0xffff;
 /// No expiry.
 const NEVER: i64 = i64::MAX;
 
+/// A map state's entries: `(user key, value)` pairs.
+pub type MapEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A stored list's live elements `(expiry, payload)`, and whether any had expired.
+type LiveElements<'a> = (Vec<(i64, &'a [u8])>, bool);
+
 /// A source of processing time in ms since the epoch (the wall clock, or a test's).
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -88,6 +94,8 @@ pub struct KeyedStateStore {
     max_parallelism: usize,
     key_groups: Range<usize>,
     states: Vec<StateDescriptor>,
+    /// Per state: declared in this run (`false`: only restored, not yet declared).
+    declared: Vec<bool>,
     clock: Clock,
     key: Vec<u8>,
     key_group: u16,
@@ -115,6 +123,7 @@ impl KeyedStateStore {
             max_parallelism,
             key_groups,
             states: Vec::new(),
+            declared: Vec::new(),
             clock,
             key: Vec::new(),
             // The current key starts empty; `set_current_key(b"")` changes nothing, so
@@ -161,6 +170,32 @@ impl KeyedStateStore {
             )));
         }
         if let Some(i) = self.states.iter().position(|s| s.name == desc.name) {
+            if !self.declared[i] {
+                // A state restored from a snapshot: same kind, and values written with
+                // an expiry only if it still has a TTL (its length may change).
+                let old = &self.states[i];
+                if old.kind != desc.kind || old.ttl_ms.is_some() != desc.ttl_ms.is_some() {
+                    return Err(StateError(format!(
+                        "state '{}' was restored as {:?} state {} a time-to-live, but is now declared as {:?} state {} one: the snapshot's state cannot be used",
+                        desc.name,
+                        old.kind,
+                        if old.ttl_ms.is_some() {
+                            "with"
+                        } else {
+                            "without"
+                        },
+                        desc.kind,
+                        if desc.ttl_ms.is_some() {
+                            "with"
+                        } else {
+                            "without"
+                        },
+                    )));
+                }
+                self.states[i] = desc;
+                self.declared[i] = true;
+                return Ok(i as StateId);
+            }
             let old = &self.states[i];
             if *old != desc {
                 return Err(StateError(format!(
@@ -174,7 +209,17 @@ impl KeyedStateStore {
             return Err(StateError("too many states declared".into()));
         }
         self.states.push(desc);
+        self.declared.push(true);
         Ok((self.states.len() - 1) as StateId)
+    }
+
+    /// Adopts the state table of a restored snapshot, so that state ids (part of every
+    /// stored key) keep their meaning: a later [`KeyedStateStore::declare`] of a restored
+    /// name gets its old id back; its kind must match, and its TTL may change only in
+    /// length (values stored with an expiry keep it).
+    pub fn adopt_states(&mut self, states: Vec<StateDescriptor>) {
+        self.declared = vec![false; states.len()];
+        self.states = states;
     }
 
     /// Makes `key` the current key: state access and timers apply to it.
@@ -329,7 +374,7 @@ impl KeyedStateStore {
     }
 
     /// The live entries of the current key's map state `id`, in user-key byte order.
-    pub fn map_entries(&mut self, id: StateId) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    pub fn map_entries(&mut self, id: StateId) -> Result<MapEntries, StateError> {
         let ttl = self.desc(id, StateKind::Map)?.ttl_ms;
         let prefix = self.make_key(id, &[]);
         let now = if ttl.is_some() { (self.clock)() } else { 0 };
@@ -377,7 +422,7 @@ impl KeyedStateStore {
         ttl: Option<i64>,
         stored: &[u8],
         now: i64,
-    ) -> Result<(Vec<(i64, &[u8])>, bool), StateError> {
+    ) -> Result<LiveElements<'_>, StateError> {
         let bad = || StateError("a stored list is malformed".into());
         let (mut at, mut out, mut dropped) = (0, Vec::new(), false);
         while at < stored.len() {
@@ -529,7 +574,7 @@ impl KeyedStateStore {
                 TimeDomain::EventTime => &mut self.event_timers,
                 TimeDomain::ProcessingTime => &mut self.processing_timers,
             };
-            if !set.first().is_some_and(|(t, _)| *t <= time) {
+            if set.first().is_none_or(|(t, _)| *t > time) {
                 break;
             }
             let (t, key) = set.pop_first().expect("checked");
@@ -589,6 +634,44 @@ impl KeyedStateStore {
     /// Number of timers registered.
     pub fn timer_count(&self) -> usize {
         self.event_timers.len() + self.processing_timers.len()
+    }
+
+    // ---- whole-state access (snapshots of operators that keep a working copy) ----
+
+    /// Removes every entry of state `id`, for all keys of this store's key groups.
+    pub fn clear_all_keys(&mut self, id: StateId) -> Result<(), StateError> {
+        for kg in self.key_groups.clone() {
+            let (start, end) = Self::state_range(kg, id);
+            self.backend.delete_range(&start, &end)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f(key, suffix, stored value)` for every entry of state `id` in this store's
+    /// key groups (the suffix is a map entry's user key; values are as stored, with the
+    /// expiry prefix of TTL states).
+    pub fn for_each_entry(
+        &mut self,
+        id: StateId,
+        mut f: impl FnMut(&[u8], &[u8], &[u8]),
+    ) -> Result<(), StateError> {
+        for kg in self.key_groups.clone() {
+            let (start, end) = Self::state_range(kg, id);
+            self.backend.scan(&start, &end, &mut |k, v| {
+                if let Some((_, _, key, suffix)) = parse(k) {
+                    f(key, suffix, v);
+                }
+                true
+            })?;
+        }
+        Ok(())
+    }
+
+    fn state_range(kg: usize, id: StateId) -> (Vec<u8>, Vec<u8>) {
+        let mut start = (kg as u16).to_be_bytes().to_vec();
+        start.extend_from_slice(&id.to_be_bytes());
+        let end = prefix_end(&start);
+        (start, end)
     }
 
     // ---- TTL cleanup ----

@@ -33,6 +33,16 @@ impl BoundedOutOfOrderness {
         }
     }
 
+    /// The highest event time seen (the generator's state, kept in checkpoints).
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.max_timestamp
+    }
+
+    /// Continues from a checkpointed [`BoundedOutOfOrderness::max_timestamp`].
+    pub fn restore(&mut self, max_timestamp: Option<i64>) {
+        self.max_timestamp = max_timestamp;
+    }
+
     /// The current watermark (`i64::MIN` before the first event).
     pub fn current(&self) -> i64 {
         match self.max_timestamp {

@@ -114,6 +114,73 @@ impl FieldAcc {
     }
 }
 
+impl Accumulator {
+    /// Appends the accumulator's bytes (the window state format of checkpoints):
+    /// `count u64 | per field: int_sum i128 | float_sum f64 | any_float u8 | min | max`,
+    /// little-endian, each `min`/`max` a tag byte (0 none, 1 int, 2 float) and 8 bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.count.to_le_bytes());
+        for f in self.fields.iter() {
+            out.extend_from_slice(&f.int_sum.to_le_bytes());
+            out.extend_from_slice(&f.float_sum.to_le_bytes());
+            out.push(f.any_float as u8);
+            for n in [f.min, f.max] {
+                match n {
+                    None => out.extend_from_slice(&[0; 9]),
+                    Some(Number::Int(v)) => {
+                        out.push(1);
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                    Some(Number::Float(v)) => {
+                        out.push(2);
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads an accumulator written by [`Accumulator::encode`] for `fields` fields;
+    /// `None` when the bytes do not hold one.
+    pub fn decode(bytes: &[u8], fields: usize) -> Option<Accumulator> {
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let s = bytes.get(at..at + n)?;
+            at += n;
+            Some(s)
+        };
+        let count = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        let mut out = Vec::with_capacity(fields);
+        for _ in 0..fields {
+            let int_sum = i128::from_le_bytes(take(16)?.try_into().ok()?);
+            let float_sum = f64::from_le_bytes(take(8)?.try_into().ok()?);
+            let any_float = take(1)?[0] != 0;
+            let mut mm = [None, None];
+            for slot in &mut mm {
+                let tag = take(1)?[0];
+                let b: [u8; 8] = take(8)?.try_into().ok()?;
+                *slot = match tag {
+                    0 => None,
+                    1 => Some(Number::Int(i64::from_le_bytes(b))),
+                    2 => Some(Number::Float(f64::from_le_bytes(b))),
+                    _ => return None,
+                };
+            }
+            out.push(FieldAcc {
+                int_sum,
+                float_sum,
+                any_float,
+                min: mm[0],
+                max: mm[1],
+            });
+        }
+        (at == bytes.len()).then(|| Accumulator {
+            count,
+            fields: out.into_boxed_slice(),
+        })
+    }
+}
+
 #[inline]
 fn less(a: Number, b: Number) -> bool {
     match (a, b) {
@@ -190,6 +257,11 @@ impl Aggregates {
             count: 0,
             fields: vec![FieldAcc::EMPTY; self.fields.len()].into_boxed_slice(),
         }
+    }
+
+    /// Reads an accumulator of these aggregates written by [`Accumulator::encode`].
+    pub fn decode_accumulator(&self, bytes: &[u8]) -> Option<Accumulator> {
+        Accumulator::decode(bytes, self.fields.len())
     }
 
     /// Adds one event's value. Errors when a field cannot be read from the value.

@@ -2,8 +2,10 @@ use super::aggregate::{Accumulator, Aggregates};
 use super::assigner::{TimeWindow, WindowAssigner, merge_session_window};
 use crate::batch::Batch;
 use crate::format::write_json_key;
-use crate::operator::{Collector, Operator, OperatorContext, OperatorError};
-use crate::state::{HeapKeyedState, KeyedState};
+use crate::operator::{Collector, Operator, OperatorContext, OperatorError, StateContext};
+use crate::state::{
+    HeapKeyedState, KeyedState, KeyedStateStore, StateDescriptor, StateId, StateKind,
+};
 use crate::time::{format_time, write_time};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -76,8 +78,12 @@ enum TimerKind {
 /// "firing": n, <aggregates>}`, where `firing` counts the window's earlier firings. The
 /// last firing of a window (highest `firing`) is its final value.
 ///
-/// State lives on the heap, keyed by `(key, window)`; timers in an ordered set fire in
-/// time order as the watermark advances.
+/// The working state lives on the heap, keyed by `(key, window)`; timers in an ordered
+/// set fire in time order as the watermark advances. At a checkpoint every pane is
+/// written to the keyed state store as map state `panes` (user key: window start and end,
+/// value: firings and accumulator), with the operator's watermark as its operator state;
+/// a restore reads them back and rebuilds the timers (and, for sessions, the merging
+/// window sets), so windows rescale by key group like any keyed state.
 pub struct WindowOperator {
     config: WindowConfig,
     ctx: Option<OperatorContext>,
@@ -92,7 +98,12 @@ pub struct WindowOperator {
     late: Batch,
     json: String,
     counters: Arc<WindowCounters>,
+    /// The keyed state store that checkpoints see, and the id of `panes` in it.
+    store: Option<(KeyedStateStore, StateId)>,
 }
+
+/// The window operator's state in the store.
+const PANES: &str = "panes";
 
 impl WindowOperator {
     /// A window operator that reports into `counters`.
@@ -109,7 +120,83 @@ impl WindowOperator {
             late: Batch::new(),
             json: String::new(),
             counters,
+            store: None,
         }
+    }
+
+    fn state_error(&self, e: impl std::fmt::Display) -> OperatorError {
+        OperatorError::Fault {
+            context: self.context(),
+            message: format!("window state: {e}"),
+        }
+    }
+
+    /// Loads the panes of a restored store into the working state and rebuilds timers.
+    fn load(&mut self, store: &mut KeyedStateStore, id: StateId) -> Result<(), String> {
+        let mut loaded = Vec::new();
+        let mut bad = false;
+        let aggregates = &self.config.aggregates;
+        store
+            .for_each_entry(id, |key, suffix, value| {
+                let window = (suffix.len() == 16).then(|| TimeWindow {
+                    start: i64::from_be_bytes(suffix[..8].try_into().expect("8")),
+                    end: i64::from_be_bytes(suffix[8..].try_into().expect("8")),
+                });
+                let pane = value
+                    .get(4..)
+                    .and_then(|acc| aggregates.decode_accumulator(acc));
+                match (window, pane) {
+                    (Some(w), Some(acc)) => {
+                        let firings = u32::from_le_bytes(value[..4].try_into().expect("4"));
+                        loaded.push((key.to_vec(), w, Pane { acc, firings }));
+                    }
+                    _ => bad = true,
+                }
+            })
+            .map_err(|e| e.0)?;
+        if bad {
+            return Err(
+                "a restored window does not match this window's aggregates (was the job changed?)"
+                    .into(),
+            );
+        }
+        for (key, w, pane) in loaded {
+            self.panes.put(&key, w, pane);
+            if self.config.assigner.is_merging() {
+                self.sessions.upsert(&key, (), Vec::new, |set| set.push(w));
+            }
+            // The on-time timer only if the watermark has not reached it yet.
+            self.register_timers(&key, w);
+        }
+        Ok(())
+    }
+
+    /// Writes every pane to the store (replacing what the last checkpoint wrote).
+    fn save(&mut self) -> Result<(), String> {
+        let Some((store, id)) = self.store.as_mut() else {
+            return Ok(());
+        };
+        let id = *id;
+        store.clear_all_keys(id).map_err(|e| e.0)?;
+        let mut err = None;
+        let mut value = Vec::new();
+        self.panes
+            .for_each_in_key_groups(store.key_groups(), |key, w, pane| {
+                if err.is_some() {
+                    return;
+                }
+                let mut window = [0u8; 16];
+                window[..8].copy_from_slice(&w.start.to_be_bytes());
+                window[8..].copy_from_slice(&w.end.to_be_bytes());
+                value.clear();
+                value.extend_from_slice(&pane.firings.to_le_bytes());
+                pane.acc.encode(&mut value);
+                store.set_current_key(key);
+                if let Err(e) = store.map_put(id, &window, &value) {
+                    err = Some(e.0);
+                }
+            });
+        err.map_or(Ok(()), Err)
     }
 
     /// Live windows (panes) held in state.
@@ -325,6 +412,47 @@ impl WindowOperator {
 }
 
 impl Operator for WindowOperator {
+    fn initialize_state(&mut self, state: StateContext) -> Result<(), OperatorError> {
+        let Some(mut store) = state.keyed else {
+            return Ok(());
+        };
+        // The restored watermark: windows that fired before the snapshot do not fire on
+        // time again. After a rescale, the lowest of the old subtasks'.
+        if let Some(w) = state
+            .operator_state
+            .iter()
+            .filter_map(|b| Some(i64::from_le_bytes(b.as_slice().try_into().ok()?)))
+            .min()
+        {
+            self.watermark = w;
+        }
+        let id = store
+            .declare(StateDescriptor {
+                name: PANES.into(),
+                kind: StateKind::Map,
+                ttl_ms: None,
+            })
+            .map_err(|e| self.state_error(e))?;
+        self.load(&mut store, id).map_err(|e| self.state_error(e))?;
+        self.store = Some((store, id));
+        Ok(())
+    }
+
+    fn snapshot_operator_state(
+        &mut self,
+        _checkpoint: u64,
+    ) -> Result<Option<Vec<u8>>, OperatorError> {
+        if self.store.is_none() {
+            return Ok(None);
+        }
+        self.save().map_err(|e| self.state_error(e))?;
+        Ok(Some(self.watermark.to_le_bytes().to_vec()))
+    }
+
+    fn keyed_state(&mut self) -> Option<&mut KeyedStateStore> {
+        self.store.as_mut().map(|(s, _)| s)
+    }
+
     fn open(&mut self, ctx: &OperatorContext) -> Result<(), OperatorError> {
         self.ctx = Some(ctx.clone());
         Ok(())

@@ -1,0 +1,327 @@
+//! Runs a job to its end through failures: starts it from a savepoint, the latest
+//! complete checkpoint or scratch, and when it fails restarts it from the latest complete
+//! checkpoint as its restart strategy allows — Flink's JobMaster failover, for a job in
+//! one process. A checkpoint whose files are missing or corrupted is reported and the
+//! one before it is used.
+
+use super::{JobError, JobMetrics, RunningJob, start_with};
+use crate::checkpoint::{CheckpointStats, RestorePoint, checkpoint_folder, list_checkpoints};
+use crate::graph::JobGraph;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Where a supervised job starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The latest complete checkpoint of the job in its storage, if there is one (a
+    /// job restarted after its process died resumes); otherwise from scratch.
+    Latest,
+    /// From scratch, ignoring existing checkpoints.
+    Scratch,
+    /// From the savepoint (or checkpoint) in this storage folder.
+    Savepoint {
+        /// The folder, e.g. `savepoints/flights-12`.
+        folder: String,
+        /// Drop state of operators the job no longer has instead of failing.
+        allow_non_restored_state: bool,
+    },
+}
+
+/// How a supervised job ended without failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Every input ended and everything was committed.
+    Finished,
+    /// Stopped with a savepoint, in this folder.
+    Stopped {
+        /// The savepoint's folder in the checkpoint storage.
+        savepoint: String,
+    },
+}
+
+struct Shared {
+    cancelled: AtomicBool,
+    restarts: AtomicU32,
+    stopped_with: Mutex<Option<String>>,
+    history: Mutex<Vec<CheckpointStats>>,
+    /// What happened, for the owner's log: restarts, fallbacks.
+    events: Mutex<Vec<String>>,
+}
+
+/// A job run by the supervisor thread.
+pub struct Supervisor {
+    metrics: Arc<JobMetrics>,
+    shared: Arc<Shared>,
+    thread: JoinHandle<Result<JobOutcome, JobError>>,
+    running: Arc<Mutex<Option<RunningJobRef>>>,
+}
+
+/// The attempt running now: the job's control surface.
+type RunningJobRef = Arc<RunningJob>;
+
+impl Supervisor {
+    /// Starts supervising `graph` from `from`. The first attempt starts before this
+    /// returns, so an error that no restart can cure (an invalid graph, an operator that
+    /// cannot be created, an unusable savepoint) is returned here.
+    pub fn start(graph: Arc<JobGraph>, from: StartFrom) -> Result<Supervisor, JobError> {
+        let metrics = Arc::new(JobMetrics::for_graph(&graph));
+        let shared = Arc::new(Shared {
+            cancelled: AtomicBool::new(false),
+            restarts: AtomicU32::new(0),
+            stopped_with: Mutex::new(None),
+            history: Mutex::new(Vec::new()),
+            events: Mutex::new(Vec::new()),
+        });
+        let running: Arc<Mutex<Option<RunningJobRef>>> = Arc::new(Mutex::new(None));
+        let first = Attempt::new(&graph, &metrics, &shared).start(Some(from))?;
+        *lock(&running) = Some(first);
+        let (g, m, sh, r) = (graph, metrics.clone(), shared.clone(), running.clone());
+        let thread = std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || supervise(g, m, sh, r))
+            .map_err(|e| JobError(format!("cannot start the supervisor thread: {e}")))?;
+        Ok(Supervisor {
+            metrics,
+            shared,
+            thread,
+            running,
+        })
+    }
+
+    /// Live figures (accumulated over attempts).
+    pub fn metrics(&self) -> &Arc<JobMetrics> {
+        &self.metrics
+    }
+
+    /// Whether the job has ended (finished, stopped, failed for good or cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Cancels the job; its checkpoints are kept, so running it again resumes.
+    pub fn cancel(&self) {
+        self.shared.cancelled.store(true, Relaxed);
+        if let Some(j) = lock(&self.running).as_ref() {
+            j.cancel();
+        }
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u32 {
+        self.shared.restarts.load(Relaxed)
+    }
+
+    /// Restarts and checkpoint fallbacks so far, as messages.
+    pub fn events(&self) -> Vec<String> {
+        lock(&self.shared.events).clone()
+    }
+
+    /// Completed checkpoints and savepoints, over all attempts.
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        let mut h = lock(&self.shared.history).clone();
+        if let Some(j) = lock(&self.running).as_ref() {
+            h.extend(j.checkpoints());
+        }
+        h
+    }
+
+    /// Takes a savepoint (see [`RunningJob::savepoint`]); with `stop` the job then ends
+    /// with [`JobOutcome::Stopped`].
+    pub fn savepoint(&self, stop: bool) -> Result<String, JobError> {
+        let job = lock(&self.running)
+            .clone()
+            .ok_or_else(|| JobError("the job is not running (restarting?)".into()))?;
+        let folder = job.savepoint(stop)?;
+        if stop {
+            *lock(&self.shared.stopped_with) = Some(folder.clone());
+        }
+        Ok(folder)
+    }
+
+    /// Waits for the end.
+    pub fn join(self) -> Result<JobOutcome, JobError> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(JobError("internal error: the supervisor panicked".into())))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Attempt<'a> {
+    graph: &'a Arc<JobGraph>,
+    metrics: &'a Arc<JobMetrics>,
+    shared: &'a Shared,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(graph: &'a Arc<JobGraph>, metrics: &'a Arc<JobMetrics>, shared: &'a Shared) -> Self {
+        Attempt {
+            graph,
+            metrics,
+            shared,
+        }
+    }
+
+    fn event(&self, msg: String) {
+        tracing::warn!("{msg}");
+        lock(&self.shared.events).push(msg);
+    }
+
+    /// The restore point for `from` (`None`: the latest usable checkpoint).
+    fn restore_point(&self, from: Option<StartFrom>) -> Result<Option<RestorePoint>, JobError> {
+        let Some(config) = &self.graph.durability.checkpoints else {
+            return match from {
+                Some(StartFrom::Savepoint { folder, .. }) => Err(JobError(format!(
+                    "cannot restore from {folder}: the job has no checkpoint storage (set `checkpoints`)"
+                ))),
+                _ => Ok(None),
+            };
+        };
+        let storage = config.storage.clone();
+        let scratch = self.graph.durability.state_dir.join("verify");
+        match from {
+            Some(StartFrom::Scratch) => Ok(None),
+            Some(StartFrom::Savepoint {
+                folder,
+                allow_non_restored_state,
+            }) => {
+                let mut p = RestorePoint::load(storage, &folder).map_err(JobError)?;
+                p.verify(&scratch).map_err(JobError)?;
+                p.allow_non_restored_state = allow_non_restored_state;
+                Ok(Some(p))
+            }
+            Some(StartFrom::Latest) | None => {
+                let ids = list_checkpoints(storage.as_ref(), &self.graph.name).map_err(|e| {
+                    JobError(format!(
+                        "listing checkpoints in {}: {e}",
+                        storage.describe()
+                    ))
+                })?;
+                for id in ids {
+                    let folder = checkpoint_folder(&self.graph.name, id);
+                    match RestorePoint::load(storage.clone(), &folder)
+                        .and_then(|p| p.verify(&scratch).map(|_| p))
+                    {
+                        Ok(p) => return Ok(Some(p)),
+                        Err(e) => self.event(format!(
+                            "checkpoint {id} cannot be used ({e}); falling back to the one before"
+                        )),
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn start(&self, from: Option<StartFrom>) -> Result<RunningJobRef, JobError> {
+        let point = self.restore_point(from)?;
+        if let Some(p) = &point {
+            tracing::info!("restoring from {}", p.folder);
+        }
+        start_with(self.graph.clone(), point.as_ref(), self.metrics.clone()).map(Arc::new)
+    }
+}
+
+fn supervise(
+    graph: Arc<JobGraph>,
+    metrics: Arc<JobMetrics>,
+    shared: Arc<Shared>,
+    running: Arc<Mutex<Option<RunningJobRef>>>,
+) -> Result<JobOutcome, JobError> {
+    let attempt = Attempt::new(&graph, &metrics, &shared);
+    let mut failures = 0u32;
+    loop {
+        let job = lock(&running).clone().expect("an attempt is running");
+        // Wait for the attempt to end, then take it out to join it.
+        while !job.is_finished() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let finished = lock(&running).take().expect("the attempt");
+        drop(job);
+        let history = finished.checkpoints();
+        let result = match Arc::try_unwrap(finished) {
+            Ok(j) => j.join(),
+            Err(j) => {
+                // A savepoint request still holds it: wait for the holder to let go.
+                let mut j = j;
+                loop {
+                    match Arc::try_unwrap(j) {
+                        Ok(j) => break j.join(),
+                        Err(again) => {
+                            j = again;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+            }
+        };
+        lock(&shared.history).extend(history);
+        if let Some(sp) = lock(&shared.stopped_with).clone() {
+            return Ok(JobOutcome::Stopped { savepoint: sp });
+        }
+        let err = match result {
+            Ok(()) => {
+                // Finished: its checkpoints are of no more use (as Flink deletes a
+                // finished job's checkpoints); running it again starts from scratch.
+                if let Some(c) = &graph.durability.checkpoints {
+                    let folder = crate::checkpoint::job_folder(&graph.name);
+                    let ids = list_checkpoints(c.storage.as_ref(), &graph.name).unwrap_or_default();
+                    // The metadata files first: a crash midway leaves no half checkpoint.
+                    for id in ids {
+                        let _ = c
+                            .storage
+                            .delete(&format!("{}/_metadata", checkpoint_folder(&graph.name, id)));
+                    }
+                    for p in c.storage.list(&folder).unwrap_or_default() {
+                        let _ = c.storage.delete(&p);
+                    }
+                }
+                return Ok(JobOutcome::Finished);
+            }
+            Err(e) => e,
+        };
+        let mut err = err;
+        loop {
+            if shared.cancelled.load(Relaxed) {
+                return Err(err);
+            }
+            failures += 1;
+            let Some(delay) = graph.durability.restart.delay(failures) else {
+                let n = failures - 1;
+                return Err(if n == 0 {
+                    err
+                } else {
+                    JobError(format!(
+                        "{err} (after {n} restart{})",
+                        if n == 1 { "" } else { "s" }
+                    ))
+                });
+            };
+            attempt.event(format!(
+                "the job failed: {err}; restart {failures} of {} in {delay:?}",
+                graph.durability.restart.attempts()
+            ));
+            let until = Instant::now() + delay;
+            while Instant::now() < until {
+                if shared.cancelled.load(Relaxed) {
+                    return Err(err);
+                }
+                std::thread::sleep(Duration::from_millis(5).min(until - Instant::now()));
+            }
+            shared.restarts.fetch_add(1, Relaxed);
+            match attempt.start(None) {
+                Ok(j) => {
+                    *lock(&running) = Some(j);
+                    break;
+                }
+                // Could not even start (the broker is down, a restore failed): a failure.
+                Err(e) => err = e,
+            }
+        }
+    }
+}
