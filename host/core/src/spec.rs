@@ -7,9 +7,13 @@
 
 use crate::connector::{ConnectorError, SinkFactory, SourceFactory};
 use crate::format::{PackedField, PackedSchema, ValueFormat};
+use crate::checkpoint::{CheckpointConfig, CheckpointStorage};
 use crate::graph::{
-    ExecutionConfig, Input, JobGraph, OperatorFactory, Partitioning, Vertex, VertexKind,
+    Durability, ExecutionConfig, Input, JobGraph, OperatorFactory, Partitioning, Vertex,
+    VertexKind,
 };
+use crate::runtime::RestartStrategy;
+use crate::state::{HeapKvBackendFactory, KvBackendFactory};
 use crate::time::WatermarkStrategy;
 use crate::window::{AggregateFn, AggregateSpec, WindowAssigner};
 use serde::Deserialize;
@@ -99,6 +103,81 @@ pub struct JobSpec {
     pub windows: Vec<WindowSpec>,
     /// Sinks.
     pub sinks: Vec<SinkSpec>,
+    /// State backend.
+    #[serde(default)]
+    pub state: Option<StateSpec>,
+    /// Periodic checkpoints.
+    #[serde(default)]
+    pub checkpoints: Option<CheckpointSpec>,
+    /// Restart strategy.
+    #[serde(default)]
+    pub restart: Option<RestartSpec>,
+}
+
+/// `state:` — where keyed state lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// `heap` or `rocksdb`; default `rocksdb` when the job checkpoints, else `heap`.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Local working folder (RocksDB files, snapshots before upload); default a folder
+    /// under the system's temporary folder named after the job.
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+/// `checkpoints:` — asynchronous barrier snapshots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Time between checkpoints.
+    pub interval: DurationMs,
+    /// Where they go: a folder path (relative to the spec's folder), `file:///…`, or
+    /// `s3://bucket/prefix`. Default `checkpoints` next to the spec.
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// Complete checkpoints kept. Default 3.
+    #[serde(default = "default_retain")]
+    pub retain: usize,
+    /// A checkpoint not complete after this long is abandoned. Default 10 minutes.
+    #[serde(default)]
+    pub timeout: Option<DurationMs>,
+}
+
+fn default_retain() -> usize {
+    3
+}
+
+/// `restart:` — what to do when the job fails.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "strategy", rename_all = "kebab-case")]
+pub enum RestartSpec {
+    /// Fail at once.
+    None,
+    /// Restart after a fixed delay.
+    FixedDelay {
+        /// Restarts allowed.
+        attempts: u32,
+        /// Wait before each.
+        delay: DurationMs,
+    },
+    /// Restart after a growing delay.
+    ExponentialBackoff {
+        /// Restarts allowed.
+        attempts: u32,
+        /// The first wait.
+        initial_delay: DurationMs,
+        /// The longest wait.
+        max_delay: DurationMs,
+        /// Growth per restart; default 2.
+        #[serde(default = "two")]
+        multiplier: f64,
+    },
+}
+
+fn two() -> f64 {
+    2.0
 }
 
 fn one() -> usize {
@@ -390,6 +469,34 @@ pub trait Resolver {
         spec_dir: &Path,
         field: &str,
     ) -> Result<Arc<dyn OperatorFactory>, SpecError>;
+
+    /// The state backend of kind `kind` (`heap`, `rocksdb`). The default knows `heap`.
+    fn state_backend(&self, kind: &str, field: &str) -> Result<Arc<dyn KvBackendFactory>, SpecError> {
+        match kind {
+            "heap" => Ok(Arc::new(HeapKvBackendFactory)),
+            other => Err(SpecError(format!(
+                "{field}: unknown state backend '{other}' (this build has: heap)"
+            ))),
+        }
+    }
+
+    /// Every state backend this build has (to restore checkpoints of any kind).
+    fn state_backends(&self) -> Vec<Arc<dyn KvBackendFactory>> {
+        vec![Arc::new(HeapKvBackendFactory)]
+    }
+
+    /// The checkpoint storage at `location` (a path relative to `spec_dir`, or a URL).
+    /// The default has none.
+    fn checkpoint_storage(
+        &self,
+        location: &str,
+        _spec_dir: &Path,
+        field: &str,
+    ) -> Result<Arc<dyn CheckpointStorage>, SpecError> {
+        Err(SpecError(format!(
+            "{field}: this build has no checkpoint storage for '{location}'"
+        )))
+    }
 }
 
 /// Overrides given on the command line.
@@ -462,6 +569,79 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl JobSpec {
+    /// The job's state backend, checkpoints and restart strategy.
+    fn durability(&self, dir: &Path, resolver: &dyn Resolver) -> Result<Durability, SpecError> {
+        let mut d = Durability::default();
+        let checkpoints = match &self.checkpoints {
+            None => None,
+            Some(c) => {
+                if c.interval.0 <= 0 {
+                    return Err(SpecError("checkpoints.interval: must be longer than 0".into()));
+                }
+                if c.retain == 0 {
+                    return Err(SpecError("checkpoints.retain: must be at least 1".into()));
+                }
+                let location = c.storage.as_deref().unwrap_or("checkpoints");
+                Some(CheckpointConfig {
+                    interval: std::time::Duration::from_millis(c.interval.0 as u64),
+                    storage: resolver.checkpoint_storage(location, dir, "checkpoints.storage")?,
+                    retain: c.retain,
+                    timeout: std::time::Duration::from_millis(
+                        c.timeout.map_or(600_000, |t| t.0) as u64,
+                    ),
+                })
+            }
+        };
+        let backend = self
+            .state
+            .as_ref()
+            .and_then(|s| s.backend.clone())
+            .unwrap_or_else(|| if checkpoints.is_some() { "rocksdb" } else { "heap" }.into());
+        d.state_backend = resolver.state_backend(&backend, "state.backend")?;
+        d.backends = resolver.state_backends();
+        d.state_dir = match self.state.as_ref().and_then(|s| s.dir.as_deref()) {
+            Some(p) => dir.join(p),
+            None => std::env::temp_dir().join(format!(
+                "sluice-{}-{}",
+                crate::checkpoint::job_folder(&self.name),
+                std::process::id()
+            )),
+        };
+        d.restart = match &self.restart {
+            None if checkpoints.is_some() => RestartStrategy::ExponentialBackoff {
+                attempts: 10,
+                initial: std::time::Duration::from_secs(1),
+                max: std::time::Duration::from_secs(60),
+                multiplier: 2.0,
+            },
+            None | Some(RestartSpec::None) => RestartStrategy::None,
+            Some(RestartSpec::FixedDelay { attempts, delay }) => RestartStrategy::FixedDelay {
+                attempts: *attempts,
+                delay: std::time::Duration::from_millis(delay.0 as u64),
+            },
+            Some(RestartSpec::ExponentialBackoff {
+                attempts,
+                initial_delay,
+                max_delay,
+                multiplier,
+            }) => {
+                if !(*multiplier >= 1.0 && multiplier.is_finite()) {
+                    return Err(SpecError(format!(
+                        "restart.multiplier: must be at least 1, got {multiplier}"
+                    )));
+                }
+                RestartStrategy::ExponentialBackoff {
+                    attempts: *attempts,
+                    initial: std::time::Duration::from_millis(initial_delay.0 as u64),
+                    max: std::time::Duration::from_millis(max_delay.0 as u64),
+                    multiplier: *multiplier,
+                }
+            }
+        };
+        d.checkpoints = checkpoints;
+        Ok(d)
+    }
+
     /// Builds the job graph: checks ids, inputs (existing, acyclic, side outputs that
     /// exist), windows and aggregates, and asks `resolver` for the factories.
     pub fn to_graph(
@@ -786,7 +966,7 @@ impl JobSpec {
             vertices.push(vertex);
         }
         let graph = JobGraph {
-            durability: Default::default(),
+            durability: self.durability(dir, resolver)?,
             name: self.name.clone(),
             vertices,
             config,
