@@ -73,6 +73,7 @@ pub use sluice_core::connector::ConnectorError;
 mod csv_source;
 mod dataset;
 mod expr;
+mod file_tx;
 mod jsonl_source;
 mod parquet_source;
 mod sink;

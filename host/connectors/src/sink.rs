@@ -5,6 +5,7 @@
 //! values if not UTF-8>,"value":<the value rendered by ValueFormat::render_json>}`;
 //! `write: value` writes only the rendered value.
 
+use crate::file_tx::{TxFile, TxState};
 use crate::{ConnectorError, parse_options};
 use serde::Deserialize;
 use sluice_core::batch::Batch;
@@ -138,8 +139,6 @@ impl SinkFactory for JsonlSinkFactory {
                 ))
             })?;
         }
-        let f = File::create(&path)
-            .map_err(|e| ConnectorError(format!("{}: cannot create: {e}", path.display())))?;
         {
             let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
             if !created.contains(&path) {
@@ -148,7 +147,7 @@ impl SinkFactory for JsonlSinkFactory {
             }
         }
         Ok(Box::new(JsonlFileSink {
-            out: BufWriter::with_capacity(BUFFER, f),
+            out: Output::Unopened,
             path,
             renderer: Renderer::new(self.write, format),
         }))
@@ -169,26 +168,93 @@ impl SinkFactory for JsonlSinkFactory {
 }
 
 struct JsonlFileSink {
-    out: BufWriter<File>,
+    out: Output,
     path: PathBuf,
     renderer: Renderer,
+}
+
+/// Where a file sink writes.
+enum Output {
+    /// Nothing written yet: the file is created (truncated) at the first write, unless
+    /// the job checkpoints and the sink becomes transactional first.
+    Unopened,
+    /// Straight to the file (the job does not checkpoint).
+    Direct(BufWriter<File>),
+    /// Through two-phase commit (the job checkpoints): see [`crate::file_tx`].
+    Transactional(TxFile),
+}
+
+impl Output {
+    fn write(&mut self, path: &Path, line: &[u8]) -> Result<(), ConnectorError> {
+        if let Output::Unopened = self {
+            let f = File::create(path)
+                .map_err(|e| ConnectorError(format!("{}: cannot create: {e}", path.display())))?;
+            *self = Output::Direct(BufWriter::with_capacity(BUFFER, f));
+        }
+        match self {
+            Output::Direct(out) => out
+                .write_all(line)
+                .map_err(|err| ConnectorError(format!("{}: write failed: {err}", path.display()))),
+            Output::Transactional(tx) => tx.write(line),
+            Output::Unopened => unreachable!("opened above"),
+        }
+    }
 }
 
 impl Sink for JsonlFileSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), ConnectorError> {
         for e in batch.iter() {
             let line = self.renderer.render(e.timestamp, e.key, e.value);
-            self.out.write_all(line).map_err(|err| {
-                ConnectorError(format!("{}: write failed: {err}", self.path.display()))
-            })?;
+            self.out.write(&self.path, line)?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), ConnectorError> {
-        self.out
-            .flush()
-            .map_err(|e| ConnectorError(format!("{}: flush failed: {e}", self.path.display())))
+        match &mut self.out {
+            Output::Unopened => File::create(&self.path).map(|_| ()).map_err(|e| {
+                ConnectorError(format!("{}: cannot create: {e}", self.path.display()))
+            }),
+            Output::Direct(out) => out
+                .flush()
+                .map_err(|e| ConnectorError(format!("{}: flush failed: {e}", self.path.display()))),
+            Output::Transactional(tx) => tx.finish(),
+        }
+    }
+
+    fn begin_transactions(&mut self, restored: &[Vec<u8>]) -> Result<bool, ConnectorError> {
+        let mut own = 0;
+        for bytes in restored {
+            let state: TxState = serde_json::from_slice(bytes).map_err(|e| {
+                ConnectorError(format!(
+                    "{}: the checkpointed sink state is corrupted: {e}",
+                    self.path.display()
+                ))
+            })?;
+            let len = crate::file_tx::recover(&state)?;
+            if state.path == self.path {
+                own = len;
+            }
+        }
+        self.out = Output::Transactional(TxFile::open(&self.path, own)?);
+        Ok(true)
+    }
+
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Vec<u8>, ConnectorError> {
+        match &mut self.out {
+            Output::Transactional(tx) => {
+                let state = tx.pre_commit(checkpoint)?;
+                Ok(serde_json::to_vec(&state).expect("state serializes"))
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn commit(&mut self, checkpoint: u64) -> Result<(), ConnectorError> {
+        match &mut self.out {
+            Output::Transactional(tx) => tx.commit(checkpoint),
+            _ => Ok(()),
+        }
     }
 }
 
