@@ -226,3 +226,96 @@ pub fn exact_answer(rows: &[Flight]) -> Answer {
     late.sort();
     Answer { windows, late }
 }
+
+/// What the flights job wrote: final window values (the highest firing of each window),
+/// result rows, and late events `(timestamp, origin, delay)`, sorted.
+pub struct Output {
+    /// Final values.
+    pub windows: BTreeMap<(String, i64), WindowValue>,
+    /// Result rows (every firing).
+    pub rows: usize,
+    /// Late events.
+    pub late: Vec<(i64, String, i64)>,
+}
+
+/// Reads `windows.jsonl` and `late.jsonl` in `dir`. Panics on a malformed line, and on a
+/// window firing written twice (output duplicated).
+pub fn read_output(dir: &Path) -> Output {
+    let mut windows: BTreeMap<(String, i64), (i64, WindowValue)> = BTreeMap::new();
+    let text = std::fs::read_to_string(dir.join("windows.jsonl")).expect("window results");
+    let mut rows = 0;
+    let mut firings = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        rows += 1;
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let key = (
+            v["key"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        assert_eq!(v["window_end"].as_i64().unwrap() - key.1, HOUR);
+        let flights = v["flights"].as_i64().unwrap();
+        let sum = v["delay_sum"].as_i64().unwrap();
+        let avg = v["delay_avg"].as_f64().unwrap();
+        assert!((avg - sum as f64 / flights as f64).abs() < 1e-9, "{line}");
+        let value = WindowValue {
+            flights,
+            delayed: v["delayed"].as_i64().unwrap(),
+            delay_sum: sum,
+            delay_max: v["delay_max"].as_i64().unwrap(),
+            firing: v["firing"].as_i64().unwrap(),
+            timing: v["timing"].as_str().unwrap().to_string(),
+        };
+        let firing = value.firing;
+        assert!(
+            firings.insert((key.clone(), firing)),
+            "window {key:?} fired twice with index {firing}"
+        );
+        if windows.get(&key).is_none_or(|(f, _)| *f < firing) {
+            windows.insert(key, (firing, value));
+        }
+    }
+    let text = std::fs::read_to_string(dir.join("late.jsonl")).expect("late events");
+    let mut late: Vec<(i64, String, i64)> = text
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            (
+                v["timestamp"].as_i64().unwrap(),
+                v["key"].as_str().unwrap().to_string(),
+                v["value"]["delay"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    late.sort();
+    Output {
+        windows: windows.into_iter().map(|(k, (_, v))| (k, v)).collect(),
+        rows,
+        late,
+    }
+}
+
+/// Asserts that `got` is the exact answer: the same late events, the same final value of
+/// every window, and every firing `0..=final` of every window written once (nothing
+/// missing, nothing repeated).
+pub fn check_output(answer: &Answer, got: &Output, label: &str) {
+    assert_eq!(
+        got.late.len(),
+        answer.late.len(),
+        "{label}: number of late events"
+    );
+    assert!(got.late == answer.late, "{label}: the late events differ");
+    assert_eq!(
+        got.windows.len(),
+        answer.windows.len(),
+        "{label}: number of windows"
+    );
+    for (k, v) in &answer.windows {
+        assert_eq!(
+            got.windows.get(k),
+            Some(v),
+            "{label}: final value of window {k:?}"
+        );
+    }
+    let firings: i64 = answer.windows.values().map(|w| w.firing + 1).sum();
+    assert_eq!(got.rows as i64, firings, "{label}: one row per firing");
+}

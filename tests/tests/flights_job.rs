@@ -9,10 +9,9 @@
 use sluice_cli::job::JobResolver;
 use sluice_cli::progress::RunSummary;
 use sluice_core::spec::{self, Overrides};
-use sluice_tests::flights::{self, Answer, WindowValue};
+use sluice_tests::flights::{self, Answer};
 use sluice_tests::plugins;
 use sluice_wasm::{RuntimeConfig, WasmRuntime};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,9 +24,7 @@ fn rows_limit() -> Option<usize> {
 }
 
 struct Output {
-    windows: BTreeMap<(String, i64), WindowValue>,
-    rows: usize,
-    late: Vec<(i64, String, i64)>,
+    output: flights::Output,
     summary: RunSummary,
 }
 
@@ -65,81 +62,14 @@ fn run_job(
     let summary = RunSummary::from_metrics(&metrics, Duration::ZERO);
 
     // The spec writes ../../out/flights/*.jsonl relative to its folder: under out_dir.
-    let dir = out_dir.join("../../out/flights");
-    let mut windows: BTreeMap<(String, i64), (i64, WindowValue)> = BTreeMap::new();
-    let text = std::fs::read_to_string(dir.join("windows.jsonl")).expect("window results");
-    let mut rows = 0;
-    for line in text.lines() {
-        rows += 1;
-        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-        let key = (
-            v["key"].as_str().unwrap().to_string(),
-            v["window_start"].as_i64().unwrap(),
-        );
-        assert_eq!(v["window_end"].as_i64().unwrap() - key.1, 3_600_000);
-        let flights = v["flights"].as_i64().unwrap();
-        let sum = v["delay_sum"].as_i64().unwrap();
-        let avg = v["delay_avg"].as_f64().unwrap();
-        assert!((avg - sum as f64 / flights as f64).abs() < 1e-9, "{line}");
-        let value = WindowValue {
-            flights,
-            delayed: v["delayed"].as_i64().unwrap(),
-            delay_sum: sum,
-            delay_max: v["delay_max"].as_i64().unwrap(),
-            firing: v["firing"].as_i64().unwrap(),
-            timing: v["timing"].as_str().unwrap().to_string(),
-        };
-        let firing = value.firing;
-        match windows.get(&key) {
-            Some((f, _)) if *f > firing => {}
-            Some((f, _)) if *f == firing => {
-                panic!("window {key:?} fired twice with index {firing}")
-            }
-            _ => {
-                windows.insert(key, (firing, value));
-            }
-        }
-    }
-    let text = std::fs::read_to_string(dir.join("late.jsonl")).expect("late events");
-    let mut late: Vec<(i64, String, i64)> = text
-        .lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-            (
-                v["timestamp"].as_i64().unwrap(),
-                v["key"].as_str().unwrap().to_string(),
-                v["value"]["delay"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    late.sort();
     Output {
-        windows: windows.into_iter().map(|(k, (_, v))| (k, v)).collect(),
-        rows,
-        late,
+        output: flights::read_output(&out_dir.join("../../out/flights")),
         summary,
     }
 }
 
 fn check(answer: &Answer, got: &Output, label: &str) {
-    assert_eq!(
-        got.late.len(),
-        answer.late.len(),
-        "{label}: number of late events"
-    );
-    assert!(got.late == answer.late, "{label}: the late events differ");
-    assert_eq!(
-        got.windows.len(),
-        answer.windows.len(),
-        "{label}: number of windows"
-    );
-    for (k, v) in &answer.windows {
-        assert_eq!(
-            got.windows.get(k),
-            Some(v),
-            "{label}: final value of window {k:?}"
-        );
-    }
+    flights::check_output(answer, &got.output, label);
     // Nothing dropped silently: input = events in final windows + late side output.
     let n = got.summary.events_in;
     assert_eq!(
@@ -153,7 +83,7 @@ fn check(answer: &Answer, got: &Output, label: &str) {
         "{label}: late counter"
     );
     assert_eq!(
-        got.summary.window_firings as usize, got.rows,
+        got.summary.window_firings as usize, got.output.rows,
         "{label}: firings counted = rows written"
     );
 }

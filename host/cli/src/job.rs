@@ -2,10 +2,14 @@
 //! `sluice-connectors` and user operators with `sluice-wasm`.
 
 use serde::Deserialize;
+use sluice_core::checkpoint::CheckpointStorage;
 use sluice_core::connector::{ConnectorError, SinkFactory, SourceFactory};
 use sluice_core::graph::{JobGraph, OperatorFactory};
 use sluice_core::operator::{Operator, OperatorError};
 use sluice_core::spec::{self, Overrides, Resolver, SpecError};
+use sluice_core::state::{HeapKvBackendFactory, KvBackendFactory};
+use sluice_rocksdb::RocksDbBackendFactory;
+use sluice_storage::ObjectStorage;
 use sluice_wasm::{Limits, LoadedComponent, WasmOperator, WasmRuntime};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -163,6 +167,39 @@ impl Resolver for JobResolver<'_> {
             config,
             limits,
         }))
+    }
+
+    fn state_backend(
+        &self,
+        kind: &str,
+        field: &str,
+    ) -> Result<Arc<dyn KvBackendFactory>, SpecError> {
+        self.state_backends()
+            .into_iter()
+            .find(|b| b.kind() == kind)
+            .ok_or_else(|| {
+                SpecError(format!(
+                    "{field}: unknown state backend '{kind}' (use heap or rocksdb)"
+                ))
+            })
+    }
+
+    fn state_backends(&self) -> Vec<Arc<dyn KvBackendFactory>> {
+        vec![
+            Arc::new(HeapKvBackendFactory),
+            Arc::new(RocksDbBackendFactory::default()),
+        ]
+    }
+
+    fn checkpoint_storage(
+        &self,
+        location: &str,
+        spec_dir: &Path,
+        field: &str,
+    ) -> Result<Arc<dyn CheckpointStorage>, SpecError> {
+        ObjectStorage::open(location, spec_dir)
+            .map(|s| Arc::new(s) as Arc<dyn CheckpointStorage>)
+            .map_err(|e| SpecError(format!("{field}: {e}")))
     }
 }
 

@@ -4,5 +4,6 @@
 
 #![warn(missing_docs)]
 
+pub mod control;
 pub mod job;
 pub mod progress;

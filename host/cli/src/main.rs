@@ -2,10 +2,11 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use sluice_cli::control;
 use sluice_cli::job::{JobResolver, build_graph};
 use sluice_cli::progress::{RunSummary, group, process_cpu_time, progress_line};
 use sluice_core::graph::VertexKind;
-use sluice_core::runtime;
+use sluice_core::runtime::{JobOutcome, StartFrom, Supervisor};
 use sluice_core::spec::Overrides;
 use sluice_wasm::{RuntimeConfig, WasmRuntime};
 use std::io::IsTerminal;
@@ -57,6 +58,32 @@ cache ($SLUICE_CACHE_DIR, else ~/.cache/sluice) and checked against the spec's s
         /// No progress lines, only the summary.
         #[arg(long, short)]
         quiet: bool,
+        /// Start from this savepoint (its folder in the job's checkpoint storage, as
+        /// `sluice savepoint` printed it) instead of the latest checkpoint.
+        #[arg(long, value_name = "FOLDER")]
+        from_savepoint: Option<String>,
+        /// With --from-savepoint: drop state of operators the job no longer has.
+        #[arg(long, requires = "from_savepoint")]
+        allow_non_restored_state: bool,
+        /// Start from scratch, ignoring the job's existing checkpoints.
+        #[arg(long, conflicts_with = "from_savepoint")]
+        fresh: bool,
+    },
+    /// Take a savepoint of a running job (started by `sluice run` on this machine).
+    #[command(
+        long_about = "Take a savepoint of a running job, started by `sluice run SPEC` on this machine, and print its folder in the job's checkpoint storage. A savepoint is self-contained and portable: `sluice run SPEC --from-savepoint FOLDER` restarts the job from it, with another parallelism or a new version of an operator."
+    )]
+    Savepoint {
+        /// The job's spec (for its name).
+        spec: PathBuf,
+        /// Stop the job once the savepoint is complete (stop-with-savepoint).
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Stop a running job with a savepoint (same as `sluice savepoint --stop`).
+    Stop {
+        /// The job's spec (for its name).
+        spec: PathBuf,
     },
     /// Validate a job spec (and load its operators) without running it; print the job graph.
     Check {
@@ -79,9 +106,22 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let (spec, stop) = match &cli.command {
+        Command::Savepoint { spec, stop } => (Some(spec), *stop),
+        Command::Stop { spec } => (Some(spec), true),
+        _ => (None, false),
+    };
+    if let Some(spec) = spec {
+        let name = sluice_core::spec::load(spec)?.spec.name;
+        let folder = control::request(&name, stop, Duration::from_secs(3600))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("{folder}");
+        return Ok(());
+    }
     let wasm =
         WasmRuntime::new(RuntimeConfig::default()).context("starting the WebAssembly runtime")?;
     match cli.command {
+        Command::Savepoint { .. } | Command::Stop { .. } => unreachable!("handled above"),
         Command::Check { spec } => {
             let resolver = JobResolver {
                 wasm: &wasm,
@@ -119,6 +159,9 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             output_dir,
             quiet,
+            from_savepoint,
+            allow_non_restored_state,
+            fresh,
         } => {
             let resolver = JobResolver {
                 wasm: &wasm,
@@ -169,19 +212,46 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|p| format!(", window parallelism {p}"))
                     .unwrap_or_default()
             );
+            let from = match from_savepoint {
+                Some(folder) => StartFrom::Savepoint {
+                    folder,
+                    allow_non_restored_state,
+                },
+                None if fresh => StartFrom::Scratch,
+                None => StartFrom::Latest,
+            };
+            let checkpointing = graph.durability.checkpoints.is_some();
             let cpu0 = process_cpu_time();
-            let job = runtime::start(graph)?;
+            let job = Supervisor::start(Arc::new(graph), from)?;
+            if checkpointing {
+                let handle = job.handle();
+                if let Err(e) = control::serve(&name, move |stop| {
+                    handle.savepoint(stop).map_err(|e| e.to_string())
+                }) {
+                    job.cancel();
+                    let _ = job.join();
+                    anyhow::bail!("{e}");
+                }
+            }
             let tty = std::io::stderr().is_terminal();
             let interval = Duration::from_secs(1);
             let mut last = Instant::now();
             let mut prev = 0;
+            let mut reported = 0;
             while !job.is_finished() {
                 std::thread::sleep(Duration::from_millis(50));
                 if interrupted.load(Ordering::SeqCst) && !cancelled {
-                    eprintln!("\nsluice: interrupted, stopping the job…");
+                    eprintln!(
+                        "\nsluice: interrupted, stopping the job (its checkpoints are kept: run it again to resume)…"
+                    );
                     job.cancel();
                     cancelled = true;
                 }
+                let events = job.events();
+                for e in &events[reported..] {
+                    eprintln!("{}sluice: {e}", if tty { "\r\x1b[K" } else { "" });
+                }
+                reported = events.len();
                 if !quiet && last.elapsed() >= interval {
                     let (line, events) = progress_line(job.metrics(), prev, last.elapsed());
                     if tty {
@@ -197,16 +267,29 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!();
             }
             let metrics = job.metrics().clone();
+            let (checkpoints, restarts) = (job.checkpoints(), job.restarts());
             let result = job.join();
             let s = RunSummary::from_metrics(&metrics, process_cpu_time().saturating_sub(cpu0));
             let status = match &result {
-                Ok(()) => "finished",
-                Err(_) if cancelled => "was cancelled",
-                Err(_) => "FAILED",
+                Ok(JobOutcome::Finished) => "finished".to_string(),
+                Ok(JobOutcome::Stopped { savepoint }) => {
+                    format!("stopped with savepoint {savepoint}")
+                }
+                Err(_) if cancelled => "was cancelled".to_string(),
+                Err(_) => "FAILED".to_string(),
             };
-            print_summary(&name, &s, &outputs, status);
+            print_summary(&name, &s, &outputs, &status);
+            print_checkpoints(&checkpoints, restarts);
             print_vertices(&metrics);
-            result.map_err(|e| anyhow::anyhow!("job '{name}' failed: {e}"))
+            if let Ok(JobOutcome::Stopped { savepoint }) = &result {
+                println!(
+                    "  resume with: sluice run {} --from-savepoint {savepoint}",
+                    spec.display()
+                );
+            }
+            result
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("job '{name}' failed: {e}"))
         }
     }
 }
@@ -263,6 +346,38 @@ fn print_summary(name: &str, s: &RunSummary, outputs: &[(String, String)], statu
 
 /// Per vertex: subtasks, events in and out, side-output events, and the time its
 /// subtasks spent waiting on full downstream channels (backpressure).
+fn print_checkpoints(checkpoints: &[sluice_core::checkpoint::CheckpointStats], restarts: u32) {
+    if checkpoints.is_empty() && restarts == 0 {
+        return;
+    }
+    let n = checkpoints.len().max(1) as u32;
+    let avg = checkpoints.iter().map(|c| c.duration).sum::<Duration>() / n;
+    let max = checkpoints
+        .iter()
+        .map(|c| c.duration)
+        .max()
+        .unwrap_or_default();
+    let uploaded: u64 = checkpoints.iter().map(|c| c.uploaded_bytes).sum();
+    let last = checkpoints.last().map_or(0, |c| c.state_bytes);
+    println!(
+        "  checkpoints:              {:>12}   {:.0} ms average, {:.0} ms longest; {} uploaded in all; last state {}; restarts: {restarts}",
+        checkpoints.len(),
+        avg.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        bytes(uploaded),
+        bytes(last)
+    );
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
 fn print_vertices(metrics: &sluice_core::runtime::JobMetrics) {
     println!("  vertices:");
     println!(

@@ -53,6 +53,9 @@ pub enum VertexKind {
         factory: Arc<dyn SourceFactory>,
         /// How watermarks follow event time.
         watermarks: WatermarkStrategy,
+        /// At most this many events per second (replaying recorded data at a set pace);
+        /// `None`: as fast as it reads.
+        max_events_per_second: Option<u64>,
     },
     /// A user operator (a WASM component, or native code in tests).
     Operator {

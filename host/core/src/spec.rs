@@ -5,12 +5,11 @@
 //! CLI's uses `sluice-connectors` and `sluice-wasm`), which reports its own errors with
 //! the field path it is given.
 
+use crate::checkpoint::{CheckpointConfig, CheckpointStorage};
 use crate::connector::{ConnectorError, SinkFactory, SourceFactory};
 use crate::format::{PackedField, PackedSchema, ValueFormat};
-use crate::checkpoint::{CheckpointConfig, CheckpointStorage};
 use crate::graph::{
-    Durability, ExecutionConfig, Input, JobGraph, OperatorFactory, Partitioning, Vertex,
-    VertexKind,
+    Durability, ExecutionConfig, Input, JobGraph, OperatorFactory, Partitioning, Vertex, VertexKind,
 };
 use crate::runtime::RestartStrategy;
 use crate::state::{HeapKvBackendFactory, KvBackendFactory};
@@ -216,6 +215,9 @@ pub struct SourceSpec {
     pub parallelism: Option<usize>,
     /// Watermark strategy.
     pub watermarks: WatermarkSpec,
+    /// At most this many events per second (default: unlimited).
+    #[serde(default)]
+    pub max_events_per_second: Option<u64>,
     /// Everything else: the connector's options.
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
@@ -471,7 +473,11 @@ pub trait Resolver {
     ) -> Result<Arc<dyn OperatorFactory>, SpecError>;
 
     /// The state backend of kind `kind` (`heap`, `rocksdb`). The default knows `heap`.
-    fn state_backend(&self, kind: &str, field: &str) -> Result<Arc<dyn KvBackendFactory>, SpecError> {
+    fn state_backend(
+        &self,
+        kind: &str,
+        field: &str,
+    ) -> Result<Arc<dyn KvBackendFactory>, SpecError> {
         match kind {
             "heap" => Ok(Arc::new(HeapKvBackendFactory)),
             other => Err(SpecError(format!(
@@ -576,7 +582,9 @@ impl JobSpec {
             None => None,
             Some(c) => {
                 if c.interval.0 <= 0 {
-                    return Err(SpecError("checkpoints.interval: must be longer than 0".into()));
+                    return Err(SpecError(
+                        "checkpoints.interval: must be longer than 0".into(),
+                    ));
                 }
                 if c.retain == 0 {
                     return Err(SpecError("checkpoints.retain: must be at least 1".into()));
@@ -587,7 +595,7 @@ impl JobSpec {
                     storage: resolver.checkpoint_storage(location, dir, "checkpoints.storage")?,
                     retain: c.retain,
                     timeout: std::time::Duration::from_millis(
-                        c.timeout.map_or(600_000, |t| t.0) as u64,
+                        c.timeout.map_or(600_000, |t| t.0) as u64
                     ),
                 })
             }
@@ -596,7 +604,14 @@ impl JobSpec {
             .state
             .as_ref()
             .and_then(|s| s.backend.clone())
-            .unwrap_or_else(|| if checkpoints.is_some() { "rocksdb" } else { "heap" }.into());
+            .unwrap_or_else(|| {
+                if checkpoints.is_some() {
+                    "rocksdb"
+                } else {
+                    "heap"
+                }
+                .into()
+            });
         d.state_backend = resolver.state_backend(&backend, "state.backend")?;
         d.backends = resolver.state_backends();
         d.state_dir = match self.state.as_ref().and_then(|s| s.dir.as_deref()) {
@@ -863,6 +878,7 @@ impl JobSpec {
                     parallelism: p,
                     kind: VertexKind::Source {
                         factory,
+                        max_events_per_second: s.max_events_per_second.filter(|&r| r > 0),
                         watermarks: WatermarkStrategy {
                             max_out_of_orderness_ms: s.watermarks.max_out_of_orderness.0,
                             idleness: s

@@ -17,7 +17,7 @@ mod task;
 
 pub use metrics::{JobMetrics, SubtaskMetrics, VertexMetrics};
 pub use restart::RestartStrategy;
-pub use supervisor::{JobOutcome, StartFrom, Supervisor};
+pub use supervisor::{JobOutcome, StartFrom, Supervisor, SupervisorHandle};
 
 use crate::checkpoint::coordinator::{
     CheckpointStats, Coordinator, CoordinatorSetup, CoordinatorShared, Request,
@@ -259,6 +259,7 @@ pub fn start_with(
                     VertexKind::Source {
                         factory,
                         watermarks,
+                        max_events_per_second,
                     } => {
                         let context = format!("source '{}' (subtask {}/{p})", vertex.id, s + 1);
                         let reader = factory
@@ -267,6 +268,7 @@ pub fn start_with(
                         let task = SourceTask {
                             reader,
                             strategy: *watermarks,
+                            max_events_per_second: *max_events_per_second,
                             batch_size: graph.config.batch_size,
                             chain,
                             context,

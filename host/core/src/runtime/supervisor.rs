@@ -45,6 +45,8 @@ struct Shared {
     cancelled: AtomicBool,
     restarts: AtomicU32,
     stopped_with: Mutex<Option<String>>,
+    /// A stop-with-savepoint is under way.
+    stopping: Mutex<bool>,
     history: Mutex<Vec<CheckpointStats>>,
     /// What happened, for the owner's log: restarts, fallbacks.
     events: Mutex<Vec<String>>,
@@ -53,13 +55,45 @@ struct Shared {
 /// A job run by the supervisor thread.
 pub struct Supervisor {
     metrics: Arc<JobMetrics>,
-    shared: Arc<Shared>,
     thread: JoinHandle<Result<JobOutcome, JobError>>,
+    handle: SupervisorHandle,
+}
+
+/// What other threads may do with a supervised job (a control socket, an HTTP API):
+/// cancel it and take savepoints.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    shared: Arc<Shared>,
     running: Arc<Mutex<Option<RunningJobRef>>>,
 }
 
-/// The attempt running now: the job's control surface.
-type RunningJobRef = Arc<RunningJob>;
+impl SupervisorHandle {
+    /// Cancels the job; its checkpoints are kept, so running it again resumes.
+    pub fn cancel(&self) {
+        self.shared.cancelled.store(true, Relaxed);
+        if let Some(j) = lock(&self.running).as_ref() {
+            j.cancel();
+        }
+    }
+
+    /// Takes a savepoint (see [`RunningJob::savepoint`]); with `stop` the job then ends
+    /// with [`JobOutcome::Stopped`].
+    pub fn savepoint(&self, stop: bool) -> Result<String, JobError> {
+        let job = lock(&self.running)
+            .clone()
+            .ok_or_else(|| JobError("the job is not running (restarting?)".into()))?;
+        if stop {
+            // Before the request: the attempt may end as soon as the savepoint completes.
+            *lock(&self.shared.stopping) = true;
+        }
+        let result = job.savepoint(stop);
+        match &result {
+            Ok(folder) if stop => *lock(&self.shared.stopped_with) = Some(folder.clone()),
+            _ => *lock(&self.shared.stopping) = false,
+        }
+        result
+    }
+}
 
 impl Supervisor {
     /// Starts supervising `graph` from `from`. The first attempt starts before this
@@ -71,6 +105,7 @@ impl Supervisor {
             cancelled: AtomicBool::new(false),
             restarts: AtomicU32::new(0),
             stopped_with: Mutex::new(None),
+            stopping: Mutex::new(false),
             history: Mutex::new(Vec::new()),
             events: Mutex::new(Vec::new()),
         });
@@ -84,9 +119,8 @@ impl Supervisor {
             .map_err(|e| JobError(format!("cannot start the supervisor thread: {e}")))?;
         Ok(Supervisor {
             metrics,
-            shared,
             thread,
-            running,
+            handle: SupervisorHandle { shared, running },
         })
     }
 
@@ -102,42 +136,36 @@ impl Supervisor {
 
     /// Cancels the job; its checkpoints are kept, so running it again resumes.
     pub fn cancel(&self) {
-        self.shared.cancelled.store(true, Relaxed);
-        if let Some(j) = lock(&self.running).as_ref() {
-            j.cancel();
-        }
+        self.handle.cancel()
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> SupervisorHandle {
+        self.handle.clone()
     }
 
     /// Restarts so far.
     pub fn restarts(&self) -> u32 {
-        self.shared.restarts.load(Relaxed)
+        self.handle.shared.restarts.load(Relaxed)
     }
 
     /// Restarts and checkpoint fallbacks so far, as messages.
     pub fn events(&self) -> Vec<String> {
-        lock(&self.shared.events).clone()
+        lock(&self.handle.shared.events).clone()
     }
 
     /// Completed checkpoints and savepoints, over all attempts.
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
-        let mut h = lock(&self.shared.history).clone();
-        if let Some(j) = lock(&self.running).as_ref() {
+        let mut h = lock(&self.handle.shared.history).clone();
+        if let Some(j) = lock(&self.handle.running).as_ref() {
             h.extend(j.checkpoints());
         }
         h
     }
 
-    /// Takes a savepoint (see [`RunningJob::savepoint`]); with `stop` the job then ends
-    /// with [`JobOutcome::Stopped`].
+    /// Takes a savepoint (see [`SupervisorHandle::savepoint`]).
     pub fn savepoint(&self, stop: bool) -> Result<String, JobError> {
-        let job = lock(&self.running)
-            .clone()
-            .ok_or_else(|| JobError("the job is not running (restarting?)".into()))?;
-        let folder = job.savepoint(stop)?;
-        if stop {
-            *lock(&self.shared.stopped_with) = Some(folder.clone());
-        }
-        Ok(folder)
+        self.handle.savepoint(stop)
     }
 
     /// Waits for the end.
@@ -147,6 +175,9 @@ impl Supervisor {
             .unwrap_or_else(|_| Err(JobError("internal error: the supervisor panicked".into())))
     }
 }
+
+/// The attempt running now: the job's control surface.
+type RunningJobRef = Arc<RunningJob>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -261,6 +292,10 @@ fn supervise(
             }
         };
         lock(&shared.history).extend(history);
+        // A stop-with-savepoint ends the attempt before its requester records the folder.
+        while *lock(&shared.stopping) && lock(&shared.stopped_with).is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if let Some(sp) = lock(&shared.stopped_with).clone() {
             return Ok(JobOutcome::Stopped { savepoint: sp });
         }

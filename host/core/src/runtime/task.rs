@@ -94,6 +94,7 @@ fn now_ms() -> i64 {
 pub(super) struct SourceTask {
     pub reader: Box<dyn SourceReader>,
     pub strategy: WatermarkStrategy,
+    pub max_events_per_second: Option<u64>,
     pub batch_size: usize,
     pub chain: Chain,
     pub context: String,
@@ -167,6 +168,7 @@ impl SourceTask {
         }
         let batch_size = self.batch_size;
         let checkpointing = self.checkpointing.take();
+        let (paced_since, paced_from) = (Instant::now(), events);
         let result = (|| -> Result<Exit, ChainError> {
             if generator.current() > i64::MIN {
                 self.chain.process_watermark(generator.current())?;
@@ -233,6 +235,14 @@ impl SourceTask {
                         if idle {
                             idle = false;
                             self.chain.idle(false)?;
+                        }
+                        if let Some(rate) = self.max_events_per_second {
+                            // Pace: the events so far may not be ahead of `rate` per second.
+                            let due =
+                                Duration::from_secs_f64((events - paced_from) as f64 / rate as f64);
+                            if let Some(ahead) = due.checked_sub(paced_since.elapsed()) {
+                                std::thread::sleep(ahead);
+                            }
                         }
                         if !batch.is_empty() {
                             let mut batch = next.take().expect("filled above");

@@ -96,6 +96,7 @@ pub fn source(
         parallelism: 1,
         kind: VertexKind::Source {
             factory,
+            max_events_per_second: None,
             watermarks: WatermarkStrategy {
                 max_out_of_orderness_ms,
                 idleness,
