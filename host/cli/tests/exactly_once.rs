@@ -151,3 +151,83 @@ fn killed_ten_times_the_job_commits_exactly_the_failure_free_answer() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Runs `sluice` with `args` to its end; returns stdout. Panics with stderr on failure.
+fn sluice(args: &[&str], cache: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_CACHE_DIR", cache)
+        .output()
+        .expect("run sluice");
+    assert!(
+        out.status.success(),
+        "sluice {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn stop_with_savepoint_and_resume_at_parallelism_2_then_4_then_1_gives_the_exact_answer() {
+    plugins::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let slice = tmp.path().join("flights-slice.parquet");
+    let rows = flights::read_rows(&flights::dataset(), Some(150_000), Some(&slice));
+    let answer = flights::exact_answer(&rows);
+    let spec = write_spec(&slice, tmp.path());
+    let spec = spec.to_str().unwrap();
+    let cache = tmp.path().join("cache");
+    let mut from: Option<String> = None;
+    for p in ["2", "4"] {
+        let mut args = vec!["run", spec, "--quiet", "--parallelism", p];
+        if let Some(f) = &from {
+            args.extend(["--from-savepoint", f.as_str()]);
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&args)
+            .env("SLUICE_CACHE_DIR", &cache)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Let it commit some output, then stop it with a savepoint.
+        std::thread::sleep(Duration::from_millis(1_500));
+        let folder = sluice(&["stop", spec], &cache).trim().to_string();
+        assert!(folder.starts_with("savepoints/flights-"), "{folder}");
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("stopped with savepoint {folder}")),
+            "{stdout}"
+        );
+        assert!(
+            tmp.path()
+                .join("checkpoints")
+                .join(&folder)
+                .join("_metadata")
+                .is_file()
+        );
+        let partial = flights::read_output(&tmp.path().join("out")).rows;
+        assert!(partial > 0, "output committed before the stop");
+        from = Some(folder);
+    }
+    sluice(
+        &[
+            "run",
+            spec,
+            "--quiet",
+            "--parallelism",
+            "1",
+            "--from-savepoint",
+            from.as_deref().unwrap(),
+        ],
+        &cache,
+    );
+    let got = flights::read_output(&tmp.path().join("out"));
+    flights::check_output(&answer, &got, "after rescaling 2 -> 4 -> 1");
+}

@@ -77,6 +77,9 @@ pub struct StateContext {
     /// state this one inherits (one when the parallelism is unchanged; empty on a fresh
     /// start).
     pub operator_state: Vec<Vec<u8>>,
+    /// Every old subtask's operator state (Flink's union redistribution), for state that
+    /// every subtask needs after a rescale, such as the watermark an operator reached.
+    pub union_operator_state: Vec<Vec<u8>>,
 }
 
 /// A stream operator that processes batches of events.

@@ -196,11 +196,13 @@ fn graph(
         Arc::new(TxSink(sinks.counts.clone())),
         edge(1, None, Partitioning::Rebalance),
     );
+    // Allowed lateness keeps fired windows in state across snapshots: a restore must not
+    // fire them on time again.
     let window = tumbling(
         "window",
         p,
         1000,
-        0,
+        500,
         vec![agg("n", AggregateFn::Count, None)],
         &[0],
     );

@@ -252,6 +252,19 @@ impl KeyedRestore<'_> {
     }
 }
 
+/// Every old subtask's operator state of `vertex_id` (union redistribution).
+pub(crate) fn union_operator_states(point: Option<&RestorePoint>, vertex_id: &str) -> Vec<Vec<u8>> {
+    point
+        .and_then(|p| p.metadata.vertices.get(vertex_id))
+        .map(|v| {
+            v.subtasks
+                .iter()
+                .filter_map(|s| s.operator_state.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The operator states a subtask restores: its own when the parallelism is unchanged;
 /// otherwise old subtask `i`'s goes to new subtask `i % parallelism` (Flink's
 /// round-robin redistribution of operator list state).

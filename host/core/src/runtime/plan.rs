@@ -7,7 +7,9 @@ use super::adapters::{SinkOperator, SourceHead};
 use super::chain::{Chain, ChainLink, SideGates};
 use super::gate::{Envelope, Gate};
 use super::{JobError, JobMetrics};
-use crate::checkpoint::restore::{KeyedRestore, RestorePoint, operator_states};
+use crate::checkpoint::restore::{
+    KeyedRestore, RestorePoint, operator_states, union_operator_states,
+};
 use crate::checkpoint::upload::Uploaded;
 use crate::format::ValueFormat;
 use crate::graph::{JobGraph, Partitioning, VertexKind};
@@ -226,6 +228,7 @@ impl<'g> ExecutionPlan<'g> {
                 keyed,
                 clock,
                 operator_state: operator_states(restore, &v.id, s, v.parallelism),
+                union_operator_state: union_operator_states(restore, &v.id),
             },
             uploaded,
         ))

@@ -417,9 +417,10 @@ impl Operator for WindowOperator {
             return Ok(());
         };
         // The restored watermark: windows that fired before the snapshot do not fire on
-        // time again. After a rescale, the lowest of the old subtasks'.
+        // time again. After a rescale, the lowest of the old subtasks' (all of them: a
+        // new subtask may inherit key groups from any).
         if let Some(w) = state
-            .operator_state
+            .union_operator_state
             .iter()
             .filter_map(|b| Some(i64::from_le_bytes(b.as_slice().try_into().ok()?)))
             .min()
