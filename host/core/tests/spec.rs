@@ -238,3 +238,56 @@ sinks: [{id: out, input: w, connector: x}]
         "{e}"
     );
 }
+
+#[test]
+fn state_checkpoint_and_restart_sections() {
+    use sluice_core::runtime::RestartStrategy;
+    use std::time::Duration;
+    // The defaults: heap state, no checkpoints, no restarts.
+    let g = build(GOOD).unwrap();
+    assert_eq!(g.durability.state_backend.kind(), "heap");
+    assert!(g.durability.checkpoints.is_none());
+    assert_eq!(g.durability.restart, RestartStrategy::None);
+    let with = |extra: &str| build(&format!("{GOOD}{extra}"));
+    let g = with("restart: {strategy: fixed-delay, attempts: 4, delay: 2s}\nstate: {backend: heap, dir: st}\n").unwrap();
+    assert_eq!(
+        g.durability.restart,
+        RestartStrategy::FixedDelay {
+            attempts: 4,
+            delay: Duration::from_secs(2)
+        }
+    );
+    assert!(g.durability.state_dir.ends_with("st"));
+    let cases = [
+        (
+            "state: {backend: leveldb}\n",
+            "state.backend: unknown state backend 'leveldb'",
+        ),
+        ("state: {backnd: heap}\n", "unknown field `backnd`"),
+        (
+            "checkpoints: {interval: 0}\n",
+            "checkpoints.interval: must be longer than 0",
+        ),
+        (
+            "checkpoints: {interval: 1s, retain: 0}\n",
+            "checkpoints.retain: must be at least 1",
+        ),
+        // The test resolver has no storage: the error names the field.
+        (
+            "checkpoints: {interval: 1s}\n",
+            "checkpoints.storage: this build has no checkpoint storage",
+        ),
+        (
+            "restart: {strategy: exponential-backoff, attempts: 3, initial_delay: 1s, max_delay: 1m, multiplier: 0.5}\n",
+            "restart.multiplier: must be at least 1",
+        ),
+        (
+            "restart: {strategy: sometimes}\n",
+            "unknown variant `sometimes`",
+        ),
+    ];
+    for (extra, want) in cases {
+        let e = with(extra).map(|_| ()).unwrap_err().0;
+        assert!(e.contains(want), "{extra:?}: got {e:?}, want {want:?}");
+    }
+}
