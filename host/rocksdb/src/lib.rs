@@ -29,14 +29,15 @@
 //! # Memory
 //!
 //! Memory is bounded by [`RocksDbOptions`]: one LRU block cache shared by every backend a
-//! factory creates (data, index and filter blocks all live in it), and per backend at most
+//! factory creates (data blocks, and index and filter blocks partitioned into small
+//! pieces, all live in it), and per backend at most
 //! `max_write_buffers` memtables of `write_buffer_bytes` each. The write-ahead log is off,
 //! as in Flink: durability comes from checkpoints, and a snapshot flushes first.
 
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
-    BlockBasedOptions, Cache, DB, DBCompressionType, LogLevel, Options, ReadOptions,
-    WaitForCompactOptions, WriteBatch, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, DB, DBCompressionType, LogLevel, Options,
+    ReadOptions, WaitForCompactOptions, WriteBatch, WriteOptions,
 };
 use sluice_core::state::{
     BackendSnapshot, KvBackend, KvBackendFactory, ScanFn, SnapshotFile, StateError,
@@ -128,10 +129,21 @@ impl RocksDbBackendFactory {
         let o = &self.options;
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
+        // Index and filter blocks live in the block cache (bounded), cut into ~4 KiB
+        // partitions with only the small top level pinned: a whole-file index or filter
+        // of a 64 MiB SST is ~0.5 MiB, larger than a shard of a 64 MiB cache, and would be
+        // evicted and re-read on nearly every point read once the state outgrows the
+        // cache (Flink's `state.backend.rocksdb.memory.partitioned-index-filters`).
         table.set_cache_index_and_filter_blocks(true);
+        table.set_cache_index_and_filter_blocks_with_high_priority(true);
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(4096);
+        table.set_pin_top_level_index_and_filter(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         if o.bloom_bits_per_key > 0 {
             table.set_bloom_filter(o.bloom_bits_per_key as f64, false);
+            table.set_optimize_filters_for_memory(true);
         }
         let mut opts = Options::default();
         opts.set_block_based_table_factory(&table);
