@@ -414,7 +414,7 @@ fn load_errors_say_what_is_wrong_with_the_file() {
     assert!(matches!(err, LoadError::WrongWorld { .. }), "{err:?}");
     assert!(text.contains("test_other_world.wasm"), "{text}");
     assert!(
-        text.contains("does not export 'sluice:operator/operator@0.1.0'"),
+        text.contains("does not export 'sluice:operator/operator@0.2.0'"),
         "{text}"
     );
     assert!(text.contains("process"), "names what it exports: {text}");

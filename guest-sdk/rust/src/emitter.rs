@@ -136,6 +136,7 @@ impl Emitter {
     /// Ends the batch: moves the main and side columns out (the canonical ABI copies them
     /// to the host) and remembers their sizes for the next batch.
     #[cfg_attr(not(target_family = "wasm"), allow(dead_code))] // used by the wasm glue
+    #[inline(always)]
     pub(crate) fn finish(&mut self) -> (Columns, Vec<(String, Columns)>) {
         let main = std::mem::take(&mut self.main);
         self.main_sizes = main.sizes();

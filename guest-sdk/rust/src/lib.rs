@@ -6,6 +6,10 @@
 //! `wit/operator.wit`) into one [`Event`] at a time and collects what the operator
 //! emits through an [`Emitter`] back into columns, with no allocation per event.
 //!
+//! An operator whose input is keyed also has keyed state held by the host
+//! ([`ValueState`], [`MapState`], [`ListState`], typed through [`Codec`]) and timers
+//! ([`Event::timers`], [`Operator::on_timer`]).
+//!
 //! ```ignore
 //! use sluice_guest::{Config, Emitter, Error, Event, Operator};
 //!
@@ -31,17 +35,24 @@
 // The generated bindings name this crate by its path, as user crates see it.
 extern crate self as sluice_guest;
 
+mod codec;
 mod config;
 mod emitter;
 mod error;
+mod state;
 
+pub use codec::Codec;
 pub use config::Config;
 pub use emitter::Emitter;
-pub use error::{Error, ErrorCode};
+pub use error::{Error, ErrorCode, StateErrorCode};
 /// The `packed` value format (re-exported `sluice-packed`): [`packed::Reader`] and
 /// [`packed::Writer`] read and write the compact records the host's sources, built-in
 /// aggregates and sinks understand.
 pub use sluice_packed as packed;
+pub use state::{
+    KeyContext, ListState, MapState, TimeDomain, TimerBatch, TimerContext, Timers, ValueState,
+    batch_limit, processing_time,
+};
 
 /// One input event, borrowed from the batch being processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +77,17 @@ impl<'a> Event<'a> {
     pub fn value_str(&self) -> Result<&'a str, Error> {
         std::str::from_utf8(self.value)
             .map_err(|e| Error::invalid_input(format!("value is not UTF-8: {e}")))
+    }
+
+    /// Timers of this event's key (keyed operators only).
+    pub fn timers(&self) -> Timers {
+        Timers::for_row(self.index as u32)
+    }
+
+    /// The watermark this event met: the highest event time the stream promises to be
+    /// past (`i64::MIN` before any watermark).
+    pub fn watermark(&self) -> Result<i64, Error> {
+        self.timers().current_watermark()
     }
 }
 
@@ -141,7 +163,12 @@ impl<'a> Batch<'a> {
     }
 }
 
-fn check_offsets(name: &str, offsets: &[u32], n: usize, data_len: usize) -> Result<(), Error> {
+pub(crate) fn check_offsets(
+    name: &str,
+    offsets: &[u32],
+    n: usize,
+    data_len: usize,
+) -> Result<(), Error> {
     let bad = |what: String| Error::invalid_input(format!("{name} offsets {what}"));
     if offsets.len() != n + 1 {
         return Err(bad(format!(
@@ -167,10 +194,13 @@ fn check_offsets(name: &str, offsets: &[u32], n: usize, data_len: usize) -> Resu
 /// A stream operator. One value of the type lives per operator instance (per subtask),
 /// created by [`Operator::init`] and fed every batch in stream order.
 ///
-/// Keep reusable buffers in `self`; nothing in the instance is checkpointed.
+/// Keep reusable buffers in `self`; nothing in the instance is checkpointed. Durable
+/// data goes in keyed state ([`ValueState`], [`MapState`], [`ListState`], declared in
+/// `init`), which the host keeps and checkpoints, when the operator's input is keyed.
 pub trait Operator: Sized + 'static {
     /// Creates the operator from its configuration (the `config` map of the job spec).
-    /// Return [`Error::invalid_config`] for a missing or bad key.
+    /// Return [`Error::invalid_config`] for a missing or bad key. Declare keyed state
+    /// here.
     fn init(config: &Config) -> Result<Self, Error>;
 
     /// Processes one event, emitting zero or more events to `out`. Each event emitted
@@ -178,11 +208,13 @@ pub trait Operator: Sized + 'static {
     fn process(&mut self, event: Event<'_>, out: &mut Emitter) -> Result<(), Error>;
 
     /// Processes a whole batch. The default calls [`Operator::process`] for each event
-    /// in order, prefixing an error's message with the event's index. Override it to
-    /// work on the batch at once; call [`Emitter::set_origin`] before emitting so each
-    /// output names the input event it came from.
+    /// in order, up to [`batch_limit`], prefixing an error's message with the event's
+    /// index. Override it to work on the batch at once; call [`Emitter::set_origin`]
+    /// before emitting so each output names the input event it came from, and stop at
+    /// [`batch_limit`] (which registering an event-time timer may lower).
     fn process_batch(&mut self, batch: Batch<'_>, out: &mut Emitter) -> Result<(), Error> {
-        for i in 0..batch.len() {
+        let mut i = 0;
+        while i < batch.len().min(batch_limit()) {
             let event = batch.get(i);
             out.set_origin(i);
             if let Err(e) = self.process(event, out) {
@@ -190,6 +222,33 @@ pub trait Operator: Sized + 'static {
                     e.with_context(format_args!("event {i} (timestamp {})", event.timestamp))
                 );
             }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Handles a due timer (keyed operators), emitting zero or more events to `out`.
+    /// `timer` is a [`KeyContext`]: state calls with it apply to the timer's key. The
+    /// default does nothing.
+    fn on_timer(&mut self, timer: TimerContext<'_>, out: &mut Emitter) -> Result<(), Error> {
+        let _ = (timer, out);
+        Ok(())
+    }
+
+    /// Handles a batch of due timers, in firing order. The default calls
+    /// [`Operator::on_timer`] for each, up to [`batch_limit`], with the timer's index as
+    /// the origin of what it emits.
+    fn on_timers(&mut self, timers: TimerBatch<'_>, out: &mut Emitter) -> Result<(), Error> {
+        let mut i = 0;
+        while i < timers.len().min(batch_limit()) {
+            let timer = timers.get(i);
+            out.set_origin(i);
+            if let Err(e) = self.on_timer(timer, out) {
+                return Err(
+                    e.with_context(format_args!("timer at {} ({:?})", timer.time, timer.domain))
+                );
+            }
+            i += 1;
         }
         Ok(())
     }
@@ -288,6 +347,7 @@ pub mod __private {
                     ErrorCode::InvalidConfig => wit::ErrorCode::InvalidConfig,
                     ErrorCode::InvalidInput => wit::ErrorCode::InvalidInput,
                     ErrorCode::Internal => wit::ErrorCode::Internal,
+                    ErrorCode::State => wit::ErrorCode::State,
                 },
                 message: e.into_message(),
             }
@@ -341,8 +401,17 @@ pub mod __private {
             )
             .map_err(to_wit)?;
             state.emitter.begin(input.len());
+            crate::state::begin_call(input.len());
             let result = op.process_batch(input, &mut state.emitter);
-            let (main, side) = state.emitter.finish();
+            finish(&mut state.emitter, result)
+        }
+
+        #[inline(always)]
+        fn finish(
+            emitter: &mut Emitter,
+            result: Result<(), Error>,
+        ) -> Result<wit::ProcessOutput, wit::OperatorError> {
+            let (main, side) = emitter.finish();
             result.map_err(to_wit)?;
             Ok(wit::ProcessOutput {
                 main: output(main),
@@ -354,6 +423,35 @@ pub mod __private {
                     })
                     .collect(),
             })
+        }
+
+        /// `on-timers` export.
+        pub fn on_timers<T: Operator>(
+            slot: &Slot<T>,
+            timers: wit::TimerBatch,
+        ) -> Result<wit::ProcessOutput, wit::OperatorError> {
+            let mut guard = slot.0.borrow_mut();
+            let Some(state) = guard.as_mut() else {
+                return Err(to_wit(Error::internal("on-timers called before init")));
+            };
+            let Some(op) = state.op.as_mut() else {
+                return Err(to_wit(Error::internal("operator is gone")));
+            };
+            let domain = match timers.domain {
+                wit::TimeDomain::EventTime => crate::TimeDomain::EventTime,
+                wit::TimeDomain::ProcessingTime => crate::TimeDomain::ProcessingTime,
+            };
+            let batch = crate::TimerBatch::new(
+                domain,
+                &timers.times,
+                &timers.key_offsets,
+                &timers.key_data,
+            )
+            .map_err(to_wit)?;
+            state.emitter.begin(batch.len());
+            crate::state::begin_call(batch.len());
+            let result = op.on_timers(batch, &mut state.emitter);
+            finish(&mut state.emitter, result)
         }
     }
 }
@@ -383,6 +481,14 @@ macro_rules! export_operator {
                     $crate::bindings::sluice::operator::types::OperatorError,
                 > {
                     $crate::__private::process::<$ty>(&__SLUICE_SLOT, batch)
+                }
+                fn on_timers(
+                    timers: $crate::bindings::sluice::operator::types::TimerBatch,
+                ) -> ::std::result::Result<
+                    $crate::bindings::sluice::operator::types::ProcessOutput,
+                    $crate::bindings::sluice::operator::types::OperatorError,
+                > {
+                    $crate::__private::on_timers::<$ty>(&__SLUICE_SLOT, timers)
                 }
             }
             $crate::bindings::__sluice_export_world!(__SluiceExport);

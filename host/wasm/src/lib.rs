@@ -1,6 +1,7 @@
 //! Sluice's wasmtime embedding: runs WebAssembly operator components (world
-//! `sluice:operator/operator-world@0.1.0`, see `wit/operator.wit`) behind
-//! [`sluice_core::Operator`].
+//! `sluice:operator/operator-world@0.2.0`, see `wit/operator.wit`) behind
+//! [`sluice_core::Operator`], with keyed state and timers over
+//! [`sluice_core::state::KeyedStateStore`].
 //!
 //! - [`WasmRuntime`]: one per process. The wasmtime engine (component model, epoch
 //!   interruption, pooling allocator), a thread ticking the epoch every 10 ms, and an
@@ -12,6 +13,13 @@
 //!   and time, in a WASI sandbox that grants nothing (no files, env, args, network,
 //!   timers; clocks frozen unless [`Grants`] allow them); its stdout/stderr and `log`
 //!   calls go to `tracing` (target `sluice::guest`, field `operator`).
+//! - Keyed state and timers: given a [`KeyedStateStore`](sluice_core::state::KeyedStateStore)
+//!   in [`Operator::initialize_state`](sluice_core::Operator::initialize_state) (a keyed
+//!   input), a [`WasmOperator`] serves the guest's `keyed-state` and `timers` imports,
+//!   each scoped to the key of the row (or timer) it names, fires event-time timers
+//!   between rows where the watermark passes them and processing-time timers in
+//!   `on_processing_time`, and cleans up expired state incrementally. Without one, those
+//!   imports return a typed `not-keyed` error.
 //!
 //! ```no_run
 //! use sluice_wasm::{Limits, WasmOperator, WasmRuntime};
@@ -30,16 +38,17 @@ mod cache;
 mod operator;
 mod pipe;
 mod runtime;
+mod state;
 
 pub use cache::CacheOutcome;
 pub use operator::{Grants, Limits, WasmOperator};
 pub use runtime::{LoadError, LoadedComponent, RuntimeConfig, RuntimeError, WasmRuntime};
 
 /// The WIT package version this host implements.
-pub const WIT_PACKAGE: &str = "sluice:operator@0.1.0";
+pub const WIT_PACKAGE: &str = "sluice:operator@0.2.0";
 
 /// The export every operator component must have.
-pub const OPERATOR_EXPORT: &str = "sluice:operator/operator@0.1.0";
+pub const OPERATOR_EXPORT: &str = "sluice:operator/operator@0.2.0";
 
 /// Bindings generated from `wit/operator.wit`.
 #[allow(missing_docs)]

@@ -4,8 +4,11 @@ use crate::bindings::OperatorWorld;
 use crate::bindings::sluice::operator::{host, types};
 use crate::pipe::CapturePipe;
 use crate::runtime::{EPOCH_TICK, LoadedComponent};
+use crate::state::{CallKind, Scope};
 use sluice_core::batch::{Batch, WatermarkMark};
-use sluice_core::operator::{Collector, Operator, OperatorContext, OperatorError};
+use sluice_core::operator::{Collector, Operator, OperatorContext, OperatorError, StateContext};
+use sluice_core::state::{Clock, KeyedStateStore, TimeDomain, Timer, system_clock};
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap};
@@ -133,13 +136,22 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// The store's data: the WASI sandbox, the limiter and the identity for logs.
+/// The store's data: the WASI sandbox, the limiter, the identity for logs, and what the
+/// `keyed-state` and `timers` imports work on (see [`crate::state`]).
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
     /// `OperatorContext`'s Display, for log lines and errors.
     label: String,
+    /// The keyed state and timers, when the operator's input is keyed.
+    pub(crate) keyed: Option<KeyedStateStore>,
+    /// Processing time, for `timers.processing-time`.
+    pub(crate) clock: Clock,
+    /// The operator's current watermark (the last one applied).
+    pub(crate) watermark: i64,
+    /// The running call's batch, against which imports resolve rows.
+    pub(crate) scope: Scope,
 }
 
 impl WasiView for HostState {
@@ -176,6 +188,15 @@ impl host::Host for HostState {
     }
 }
 
+/// Most timers delivered in one `on-timers` call.
+const TIMER_BATCH: usize = 1024;
+
+/// Entries the incremental TTL cleanup examines after a batch of `rows` rows (Flink's
+/// `cleanupIncrementally`, which examines a few entries per state access).
+fn cleanup_budget(rows: usize) -> usize {
+    (8 + rows / 4).min(256)
+}
+
 /// A live instance: its store, bindings and captured output.
 struct Instance {
     store: Store<HostState>,
@@ -201,6 +222,20 @@ const STDERR_TAIL: usize = 4096;
 /// guest error is [`OperatorError::Returned`]; a trap, a limit hit or a broken output is
 /// [`OperatorError::Fault`], after which the instance is dropped and every later call
 /// returns an error (it is never reused).
+///
+/// **Keyed state and timers.** When [`Operator::initialize_state`] hands it a
+/// [`KeyedStateStore`] (the operator's input is keyed), the guest's `keyed-state` and
+/// `timers` imports work on that store, scoped to the key of the row they name, and
+/// [`Operator::keyed_state`] returns it for snapshots. Event-time timers fire where the
+/// watermark passes them: at the watermark marks inside batches (the batch is split
+/// there: the rows before, then `on-timers`, then the rest) and in
+/// [`Operator::process_watermark`] (before the watermark is forwarded); processing-time
+/// timers fire in [`Operator::on_processing_time`]. Timers are delivered in batches, in
+/// order, looping while the guest registers timers that are already due. After each
+/// batch, a few entries are examined for expired state
+/// ([`KeyedStateStore::cleanup_expired`]). Without a keyed store, state and timer calls
+/// return a typed `not-keyed` error to the guest, and batches take the stateless path,
+/// which costs nothing more than before.
 pub struct WasmOperator {
     component: LoadedComponent,
     config: Vec<(String, String)>,
@@ -210,6 +245,12 @@ pub struct WasmOperator {
     instance: Option<Instance>,
     /// Why the instance is gone, once it faulted.
     dead: Option<String>,
+    /// The keyed store while no instance holds it (before `open`, after a fault).
+    parked_keyed: Option<KeyedStateStore>,
+    /// Processing time (from the [`StateContext`]; the system clock by default).
+    clock: Clock,
+    /// The watermark while no instance holds it.
+    parked_watermark: i64,
 }
 
 impl std::fmt::Debug for WasmOperator {
@@ -245,6 +286,9 @@ impl WasmOperator {
             context: "operator (not opened)".to_string(),
             instance: None,
             dead: None,
+            parked_keyed: None,
+            clock: system_clock(),
+            parked_watermark: i64::MIN,
         }
     }
 
@@ -298,6 +342,10 @@ impl WasmOperator {
                 memory_refused: None,
             },
             label: self.context.clone(),
+            keyed: self.parked_keyed.take(),
+            clock: self.clock.clone(),
+            watermark: self.parked_watermark,
+            scope: Scope::outside(),
         };
         let mut store = Store::new(self.component.runtime().engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -349,11 +397,268 @@ impl WasmOperator {
                     .memory_refused
                     .map(|(cur, want)| (cur, want, limiter.max_memory));
                 let message = describe_trap(&e, what, &self.limits, refused, &stderr_tail);
+                self.park_instance_state();
                 self.instance = None;
                 self.dead = Some(message.clone());
                 Err(CallError::Fault(message))
             }
         }
+    }
+
+    /// Moves the keyed store and watermark out of the instance (which is going away).
+    fn park_instance_state(&mut self) {
+        if let Some(inst) = self.instance.as_mut() {
+            let hs = inst.store.data_mut();
+            if hs.keyed.is_some() {
+                self.parked_keyed = hs.keyed.take();
+            }
+            self.parked_watermark = hs.watermark;
+        }
+    }
+
+    /// The live instance's host state, if there is a usable instance.
+    fn live_state(&mut self) -> Option<&mut HostState> {
+        if self.dead.is_some() {
+            return None;
+        }
+        self.instance.as_mut().map(|i| i.store.data_mut())
+    }
+
+    fn is_keyed(&self) -> bool {
+        self.dead.is_none()
+            && self
+                .instance
+                .as_ref()
+                .is_some_and(|i| i.store.data().keyed.is_some())
+    }
+
+    /// Calls `process` on `input` in a batch scope whose marks are `marks` (swapped in
+    /// for the call and back out) and whose keys are `keys` (the same batch, for a keyed
+    /// operator). The call's limit is left in the scope. Inlined: the stateless hot path
+    /// must not move its (large) result through another frame.
+    #[inline(always)]
+    fn run_process(
+        &mut self,
+        input: &types::EventBatch,
+        keys: Option<&Arc<types::EventBatch>>,
+        marks: &mut Vec<WatermarkMark>,
+    ) -> Result<types::ProcessOutput, OperatorError> {
+        let len = input.timestamps.len() as u32;
+        self.call("process", |inst| {
+            let hs = inst.store.data_mut();
+            let s = &mut hs.scope;
+            s.kind = CallKind::Batch;
+            s.len = len;
+            s.limit = len;
+            s.base_watermark = hs.watermark;
+            std::mem::swap(&mut s.marks, marks);
+            if let Some(keys) = keys {
+                s.batch = Some(keys.clone());
+            }
+            let r = inst
+                .bindings
+                .sluice_operator_operator()
+                .call_process(&mut inst.store, input);
+            let s = &mut inst.store.data_mut().scope;
+            s.kind = CallKind::Outside;
+            std::mem::swap(&mut s.marks, marks);
+            if keys.is_some() {
+                s.batch = None;
+            }
+            r
+        })
+        .map_err(|e| self.to_operator_error(e))
+    }
+
+    /// The limit the last call ended with (its length if it did not change).
+    fn last_limit(&mut self) -> usize {
+        self.live_state().map_or(0, |hs| hs.scope.limit as usize)
+    }
+
+    /// Delivers `due` timers of `domain` through `on-timers` and adds what the guest
+    /// emitted to `outs`.
+    fn fire(
+        &mut self,
+        due: Vec<Timer>,
+        domain: TimeDomain,
+        outs: &mut Outputs,
+    ) -> Result<(), OperatorError> {
+        let n = due.len();
+        let mut timers = types::TimerBatch {
+            domain: match domain {
+                TimeDomain::EventTime => types::TimeDomain::EventTime,
+                TimeDomain::ProcessingTime => types::TimeDomain::ProcessingTime,
+            },
+            times: Vec::with_capacity(n),
+            key_offsets: Vec::with_capacity(n + 1),
+            key_data: Vec::new(),
+        };
+        timers.key_offsets.push(0);
+        for t in due {
+            timers.times.push(t.time);
+            timers.key_data.extend_from_slice(&t.key);
+            timers.key_offsets.push(timers.key_data.len() as u32);
+        }
+        let timers = Arc::new(timers);
+        let output = self
+            .call("on-timers", |inst| {
+                let s = &mut inst.store.data_mut().scope;
+                s.kind = CallKind::Timers;
+                s.len = n as u32;
+                s.limit = n as u32;
+                s.timers = Some(timers.clone());
+                let r = inst
+                    .bindings
+                    .sluice_operator_operator()
+                    .call_on_timers(&mut inst.store, &timers);
+                let s = &mut inst.store.data_mut().scope;
+                s.kind = CallKind::Outside;
+                s.timers = None;
+                r
+            })
+            .map_err(|e| self.to_operator_error(e))?;
+        let limit = self.last_limit();
+        self.add_output(outs, output, &[], limit, n)
+    }
+
+    /// Fires the timers of `domain` due at `time`, batch by batch, until none is due
+    /// (the guest may register due timers while handling them).
+    fn fire_due(
+        &mut self,
+        domain: TimeDomain,
+        time: i64,
+        outs: &mut Outputs,
+    ) -> Result<(), OperatorError> {
+        loop {
+            let Some(store) = self.live_state().and_then(|hs| hs.keyed.as_mut()) else {
+                return Ok(());
+            };
+            if store.next_timer(domain).is_none_or(|t| t > time) {
+                return Ok(());
+            }
+            let due = store
+                .pop_due_timers(domain, time, TIMER_BATCH)
+                .map_err(|e| self.fault(format!("cannot read its timers: {e}")))?;
+            self.fire(due, domain, outs)?;
+        }
+    }
+
+    /// Moves the watermark to `watermark` (if higher) and fires the event-time timers it
+    /// passes.
+    fn advance_watermark(
+        &mut self,
+        watermark: i64,
+        outs: &mut Outputs,
+    ) -> Result<(), OperatorError> {
+        if let Some(hs) = self.live_state() {
+            hs.watermark = hs.watermark.max(watermark);
+        }
+        self.fire_due(TimeDomain::EventTime, watermark, outs)
+    }
+
+    /// Checks a call's output against its input (`len` rows or timers, of which the
+    /// guest may handle `limit`) and adds it to `outs`.
+    fn add_output(
+        &self,
+        outs: &mut Outputs,
+        output: types::ProcessOutput,
+        marks: &[WatermarkMark],
+        limit: usize,
+        len: usize,
+    ) -> Result<(), OperatorError> {
+        if limit < len {
+            let beyond = std::iter::once(&output.main.origins)
+                .chain(output.side.iter().map(|s| &s.batch.origins))
+                .filter_map(|o| o.last())
+                .any(|&o| o as usize >= limit);
+            if beyond {
+                return Err(self.fault(format!(
+                    "emitted events for input at or after its call's limit of {limit} rows \
+                     (of {len}): a timer it registered is due before them, so the call had \
+                     to stop there (see timers.register-timer in wit/operator.wit)"
+                )));
+            }
+        }
+        let main = self.output_batch(output.main, marks, limit, "main output")?;
+        outs.append_main(main);
+        for side in output.side {
+            let which = format!("side output '{}'", side.name);
+            let batch = self.output_batch(side.batch, marks, limit, &which)?;
+            outs.append_side(side.name, batch);
+        }
+        Ok(())
+    }
+
+    /// `process_batch` for a keyed operator: the batch in segments between the watermark
+    /// marks where event-time timers are due, with the timers fired in between.
+    fn process_keyed(
+        &mut self,
+        batch: Batch,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
+        let n = batch.len();
+        let (timestamps, key_offsets, key_data, value_offsets, value_data, marks) =
+            batch.into_columns();
+        let full = Arc::new(types::EventBatch {
+            timestamps,
+            key_offsets,
+            key_data,
+            value_offsets,
+            value_data,
+        });
+        let mut outs = Outputs::default();
+        let (mut pos, mut mi) = (0usize, 0usize);
+        loop {
+            // The marks before row `pos`: fire what they pass, then carry them on.
+            while let Some(m) = marks.get(mi).filter(|m| m.row as usize <= pos) {
+                self.advance_watermark(m.watermark, &mut outs)?;
+                outs.push_mark(m.watermark);
+                mi += 1;
+            }
+            if pos == n {
+                break;
+            }
+            // This call ends at the first mark that passes a registered timer (the guest
+            // may lower that by registering one a mark passes sooner).
+            let next_timer = self
+                .live_state()
+                .and_then(|hs| hs.keyed.as_ref())
+                .and_then(|s| s.next_timer(TimeDomain::EventTime));
+            let end = next_timer
+                .and_then(|t| marks[mi..].iter().find(|m| m.watermark >= t))
+                .map_or(n, |m| m.row as usize);
+            let segment = if pos == 0 && end == n {
+                full.clone()
+            } else {
+                Arc::new(slice(&full, pos, end))
+            };
+            let mut seg_marks: Vec<WatermarkMark> = marks[mi..]
+                .iter()
+                .take_while(|m| (m.row as usize) < end)
+                .map(|m| WatermarkMark {
+                    row: m.row - pos as u32,
+                    watermark: m.watermark,
+                })
+                .collect();
+            let output = self.run_process(&segment, Some(&segment), &mut seg_marks)?;
+            let limit = self.last_limit();
+            let passed = seg_marks.partition_point(|m| (m.row as usize) < limit);
+            self.add_output(&mut outs, output, &seg_marks[..passed], limit, end - pos)?;
+            if let Some(last) = seg_marks[..passed].last()
+                && let Some(hs) = self.live_state()
+            {
+                hs.watermark = hs.watermark.max(last.watermark);
+            }
+            mi += passed;
+            pos += limit.max(1);
+        }
+        if let Some(store) = self.live_state().and_then(|hs| hs.keyed.as_mut()) {
+            store
+                .cleanup_expired(cleanup_budget(n))
+                .map_err(|e| self.fault(format!("cannot clean up expired state: {e}")))?;
+        }
+        outs.flush(out);
+        Ok(())
     }
 
     fn to_operator_error(&self, e: CallError) -> OperatorError {
@@ -395,6 +700,122 @@ fn code_name(code: types::ErrorCode) -> &'static str {
         types::ErrorCode::InvalidConfig => "invalid-config",
         types::ErrorCode::InvalidInput => "invalid-input",
         types::ErrorCode::Internal => "internal",
+        types::ErrorCode::State => "state",
+    }
+}
+
+/// Rows `from..to` of `b`, as a batch of their own.
+fn slice(b: &types::EventBatch, from: usize, to: usize) -> types::EventBatch {
+    let rebase = |offsets: &[u32]| -> Vec<u32> {
+        let base = offsets[from];
+        offsets[from..=to].iter().map(|o| o - base).collect()
+    };
+    let bytes = |offsets: &[u32], data: &[u8]| -> Vec<u8> {
+        data[offsets[from] as usize..offsets[to] as usize].to_vec()
+    };
+    types::EventBatch {
+        timestamps: b.timestamps[from..to].to_vec(),
+        key_offsets: rebase(&b.key_offsets),
+        key_data: bytes(&b.key_offsets, &b.key_data),
+        value_offsets: rebase(&b.value_offsets),
+        value_data: bytes(&b.value_offsets, &b.value_data),
+    }
+}
+
+/// What the calls for one input (a batch, a watermark, a processing-time tick) emitted,
+/// put together in order, with the watermark marks carried between them.
+#[derive(Default)]
+struct Outputs {
+    main: Option<Batch>,
+    sides: Vec<(String, Batch)>,
+    /// The last mark pushed: a side output that starts later starts at it.
+    last_mark: Option<i64>,
+}
+
+impl Outputs {
+    /// The watermark advanced to `watermark` after what was added so far.
+    fn push_mark(&mut self, watermark: i64) {
+        self.main
+            .get_or_insert_with(Batch::new)
+            .push_watermark(watermark);
+        for (_, b) in &mut self.sides {
+            b.push_watermark(watermark);
+        }
+        self.last_mark = Some(watermark);
+    }
+
+    fn append_main(&mut self, b: Batch) {
+        append(&mut self.main, b);
+    }
+
+    fn append_side(&mut self, name: String, b: Batch) {
+        match self.sides.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, into)) => {
+                let mut slot = Some(std::mem::take(into));
+                append(&mut slot, b);
+                *into = slot.expect("append keeps the batch");
+            }
+            None => {
+                let mut slot = self.last_mark.map(|w| {
+                    let mut start = Batch::new();
+                    start.push_watermark(w);
+                    start
+                });
+                append(&mut slot, b);
+                self.sides
+                    .push((name, slot.expect("append keeps the batch")));
+            }
+        }
+    }
+
+    /// Sends everything to `out`: the main output if it has events or marks, each side
+    /// output that has events.
+    fn flush(self, out: &mut dyn Collector) {
+        if let Some(main) = self.main
+            && !main.is_void()
+        {
+            out.collect(main);
+        }
+        for (name, batch) in self.sides {
+            if !batch.is_empty() {
+                out.collect_side(&name, batch);
+            }
+        }
+    }
+}
+
+/// Appends `b` (rows and marks) to `into`; moves it when `into` holds no rows yet.
+fn append(into: &mut Option<Batch>, mut b: Batch) {
+    match into {
+        None => *into = Some(b),
+        Some(a) if a.is_empty() => {
+            // Only marks so far, all before row 0: they go before `b`'s.
+            let mut marks = a.take_marks();
+            for m in b.take_marks() {
+                match marks.last_mut() {
+                    Some(last) if m.watermark <= last.watermark => {}
+                    Some(last) if last.row == m.row => last.watermark = m.watermark,
+                    _ => marks.push(m),
+                }
+            }
+            b.set_marks(marks)
+                .expect("marks before row 0 then b's own stay in order");
+            *into = Some(b);
+        }
+        Some(a) => {
+            let marks = b.marks();
+            let mut mi = 0;
+            for r in 0..b.len() {
+                while let Some(m) = marks.get(mi).filter(|m| m.row as usize <= r) {
+                    a.push_watermark(m.watermark);
+                    mi += 1;
+                }
+                a.push_from(&b, r);
+            }
+            for m in &marks[mi..] {
+                a.push_watermark(m.watermark);
+            }
+        }
     }
 }
 
@@ -473,8 +894,72 @@ fn describe_trap(
 }
 
 impl Operator for WasmOperator {
+    fn initialize_state(&mut self, state: StateContext) -> Result<(), OperatorError> {
+        self.clock = state.clock;
+        match self.instance.as_mut() {
+            Some(inst) => {
+                let hs = inst.store.data_mut();
+                hs.keyed = state.keyed;
+                hs.clock = self.clock.clone();
+            }
+            None => self.parked_keyed = state.keyed,
+        }
+        Ok(())
+    }
+
+    fn keyed_state(&mut self) -> Option<&mut KeyedStateStore> {
+        match self.instance.as_mut() {
+            Some(inst) if inst.store.data().keyed.is_some() => inst.store.data_mut().keyed.as_mut(),
+            _ => self.parked_keyed.as_mut(),
+        }
+    }
+
+    fn next_processing_timer(&self) -> Option<i64> {
+        if self.dead.is_some() {
+            return None;
+        }
+        self.instance
+            .as_ref()?
+            .store
+            .data()
+            .keyed
+            .as_ref()?
+            .next_timer(TimeDomain::ProcessingTime)
+    }
+
+    fn on_processing_time(
+        &mut self,
+        now: i64,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
+        let mut outs = Outputs::default();
+        let r = self.fire_due(TimeDomain::ProcessingTime, now, &mut outs);
+        outs.flush(out);
+        r
+    }
+
+    fn process_watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
+        if self.is_keyed() {
+            // Timers first, then the watermark (as Flink's timer service does).
+            let mut outs = Outputs::default();
+            let r = self.advance_watermark(watermark, &mut outs);
+            outs.flush(out);
+            r?;
+        } else if let Some(hs) = self.live_state() {
+            hs.watermark = hs.watermark.max(watermark);
+        }
+        out.collect_watermark(watermark);
+        Ok(())
+    }
+
     fn open(&mut self, ctx: &OperatorContext) -> Result<(), OperatorError> {
         self.context = ctx.to_string();
+        self.park_instance_state();
+        self.instance = None;
         self.dead = None;
         let instance = self.instantiate().map_err(|m| self.fault(m))?;
         self.instance = Some(instance);
@@ -486,6 +971,7 @@ impl Operator for WasmOperator {
         });
         init.map_err(|e| {
             // An operator whose init failed is not open: later calls are errors.
+            self.park_instance_state();
             self.instance = None;
             self.to_operator_error(e)
         })
@@ -496,9 +982,17 @@ impl Operator for WasmOperator {
         batch: Batch,
         out: &mut dyn Collector,
     ) -> Result<(), OperatorError> {
+        if self.is_keyed() {
+            return self.process_keyed(batch, out);
+        }
         let input_len = batch.len();
         if input_len == 0 && self.instance.is_some() && self.dead.is_none() {
             // Only watermark marks (common after a key-by split): nothing for the guest.
+            if let Some(w) = batch.last_watermark()
+                && let Some(hs) = self.live_state()
+            {
+                hs.watermark = hs.watermark.max(w);
+            }
             if !batch.is_void() {
                 out.collect(batch);
             }
@@ -513,13 +1007,14 @@ impl Operator for WasmOperator {
             value_offsets,
             value_data,
         };
-        let output = self
-            .call("process", |inst| {
-                inst.bindings
-                    .sluice_operator_operator()
-                    .call_process(&mut inst.store, &input)
-            })
-            .map_err(|e| self.to_operator_error(e))?;
+        // The marks go into the call's scope (for `current-watermark`) and come back.
+        let mut marks = marks;
+        let output = self.run_process(&input, None, &mut marks)?;
+        if let Some(last) = marks.last()
+            && let Some(hs) = self.live_state()
+        {
+            hs.watermark = hs.watermark.max(last.watermark);
+        }
         let main = self.output_batch(output.main, &marks, input_len, "main output")?;
         let mut sides = Vec::with_capacity(output.side.len());
         for side in output.side {

@@ -111,7 +111,7 @@ pub enum LoadError {
         /// The compiler's error.
         message: String,
     },
-    /// The component does not implement `sluice:operator/operator-world@0.1.0`.
+    /// The component does not implement `sluice:operator/operator-world@0.2.0`.
     #[error("'{path}' does not implement the Sluice operator world ({world}): {message}")]
     WrongWorld {
         /// The file.
@@ -150,7 +150,7 @@ impl Drop for Inner {
 ///
 /// Holds the wasmtime [`Engine`] (component model, epoch interruption, pooling
 /// allocator), the [`Linker`] with the host's imports (WASI p2, sandboxed per instance,
-/// and `sluice:operator/host`), the compiled-component cache, and a background thread
+/// and `sluice:operator`'s `host`, `keyed-state` and `timers`), the compiled-component cache, and a background thread
 /// that ticks the epoch every [`EPOCH_TICK`] until the last clone is dropped.
 #[derive(Clone)]
 pub struct WasmRuntime {
@@ -270,7 +270,7 @@ impl WasmRuntime {
     }
 
     /// Compiles `wasm` (or loads it from the cache) and checks that it implements
-    /// `sluice:operator/operator-world@0.1.0` with imports the host provides. `name`
+    /// `sluice:operator/operator-world@0.2.0` with imports the host provides. `name`
     /// (a path, an upload's name) is used in error messages.
     pub fn load_component_bytes(
         &self,
@@ -289,7 +289,7 @@ impl WasmRuntime {
         let (component, cache) = self.compile_cached(&key, name, wasm)?;
         check_exports(&self.inner.engine, &component).map_err(|message| LoadError::WrongWorld {
             path: path(),
-            world: "sluice:operator/operator-world@0.1.0",
+            world: "sluice:operator/operator-world@0.2.0",
             message,
         })?;
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
@@ -300,7 +300,7 @@ impl WasmRuntime {
         })?;
         let pre = OperatorWorldPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
             path: path(),
-            world: "sluice:operator/operator-world@0.1.0",
+            world: "sluice:operator/operator-world@0.2.0",
             message: format!("{e:#}"),
         })?;
         Ok(LoadedComponent {
