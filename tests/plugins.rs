@@ -47,9 +47,9 @@ pub fn build() -> PathBuf {
     .clone()
 }
 
-/// The built component of plugin crate `name` (`flight_delays`, `identity`,
-/// `test_faults`, `test_other_world`, `test_extra_import`; dashes are accepted too), building the plugins
-/// first if needed.
+/// The built component of plugin crate `name` (`flight_delays`, `fraud_rules`,
+/// `identity`, `test_faults`, `test_state`, `test_other_world`, `test_extra_import`;
+/// dashes are accepted too), building the plugins first if needed.
 pub fn wasm(name: &str) -> PathBuf {
     let path = build().join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.is_file(), "no plugin component at {}", path.display());
