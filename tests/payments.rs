@@ -20,6 +20,21 @@ impl Payment {
     }
 }
 
+/// Writes `payments` to `path` as JSON lines `{"time", "card", "amount"}` (the input of
+/// `plugins/fraud-rules/fraud.yaml`).
+pub fn write_jsonl(payments: &[Payment], path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for p in payments {
+        writeln!(
+            out,
+            r#"{{"time":{},"card":"{}","amount":{}}}"#,
+            p.time, p.card, p.amount
+        )?;
+    }
+    out.flush()
+}
+
 /// The generator's settings.
 #[derive(Debug, Clone)]
 pub struct PaymentsConfig {
@@ -147,4 +162,204 @@ mod tests {
             assert_eq!(amount.parse::<f64>().unwrap(), p.amount);
         }
     }
+}
+
+// ---- the fraud rules, computed directly (the reference for the fraud-rules plugin) ----
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The fraud plugin's settings, shared by the plugin's config and the reference.
+#[derive(Clone, Copy)]
+pub struct Rules {
+    /// Velocity: more than this many payments of a card …
+    pub max_payments: usize,
+    /// … within this many ms.
+    pub window_ms: i64,
+    /// Amount: above this many times the card's mean …
+    pub factor: f64,
+    /// … once the card has this many payments.
+    pub min_history: i64,
+    /// Idle reset: a card's state is cleared after this many ms without payments.
+    pub idle_ms: i64,
+}
+
+impl Rules {
+    /// The plugin's `config` for these rules (with idle-reset records on).
+    pub fn config(&self) -> Vec<(String, String)> {
+        [
+            ("velocity_max_payments", self.max_payments.to_string()),
+            ("velocity_window_ms", self.window_ms.to_string()),
+            ("amount_factor", self.factor.to_string()),
+            ("amount_min_history", self.min_history.to_string()),
+            ("idle_timeout_ms", self.idle_ms.to_string()),
+            ("emit_idle_resets", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// The rules the tests use.
+pub const RULES: Rules = Rules {
+    max_payments: 3,
+    window_ms: 5 * 60_000,
+    factor: 4.0,
+    min_history: 4,
+    idle_ms: 30 * 60_000,
+};
+
+/// An alert, with its numbers as `f64` (exact: both sides compute the same floats).
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+pub struct Alert {
+    /// The card.
+    pub card: String,
+    /// `velocity`, `amount` or `idle-reset`.
+    pub rule: String,
+    /// Event time of the alert, ms.
+    pub time: i64,
+    /// The numbers it carries.
+    pub nums: BTreeMap<String, f64>,
+}
+
+/// Parses an alert (a flat JSON object of strings and numbers) with numbers read by
+/// `str::parse::<f64>`, which rounds exactly (serde_json's default parser may not).
+pub fn parse_alert(json: &str) -> Alert {
+    let body = json
+        .strip_prefix('{')
+        .and_then(|j| j.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("not an object: {json}"));
+    let mut fields = BTreeMap::new();
+    for field in body.split(',') {
+        let (k, v) = field.split_once(':').unwrap_or_else(|| panic!("{json}"));
+        fields.insert(k.trim_matches('"').to_string(), v.to_string());
+    }
+    let mut text = |k: &str| -> String {
+        let v = fields
+            .remove(k)
+            .unwrap_or_else(|| panic!("no {k} in {json}"));
+        v.trim_matches('"').to_string()
+    };
+    let (card, rule) = (text("card"), text("rule"));
+    let time = text("time").parse().unwrap();
+    Alert {
+        card,
+        rule,
+        time,
+        nums: fields
+            .into_iter()
+            .map(|(k, v)| {
+                let n = v
+                    .parse::<f64>()
+                    .unwrap_or_else(|e| panic!("{k}: {e} in {json}"));
+                (k, n)
+            })
+            .collect(),
+    }
+}
+
+/// An alert from its parts.
+pub fn alert(card: &str, rule: &str, time: i64, nums: &[(&str, f64)]) -> Alert {
+    Alert {
+        card: card.to_string(),
+        rule: rule.to_string(),
+        time,
+        nums: nums.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    }
+}
+
+/// The three rules, computed directly: for each payment in order, first the idle timers
+/// the watermark it met (`watermarks[i]`) has passed, in (time, card) order, then the
+/// payment; at the end every remaining timer.
+pub fn reference(payments: &[Payment], watermarks: &[i64], r: &Rules) -> Vec<Alert> {
+    #[derive(Default)]
+    struct Card {
+        recent: Vec<i64>,
+        count: i64,
+        mean: f64,
+        timer: Option<i64>,
+    }
+    let mut cards: HashMap<String, Card> = HashMap::new();
+    let mut timers: BTreeSet<(i64, String)> = BTreeSet::new();
+    let mut out = Vec::new();
+    let fire = |w: i64,
+                timers: &mut BTreeSet<(i64, String)>,
+                cards: &mut HashMap<String, Card>,
+                out: &mut Vec<Alert>| {
+        while let Some((t, card)) = timers.first().cloned()
+            && t <= w
+        {
+            timers.pop_first();
+            let c = cards.remove(&card).unwrap();
+            assert_eq!(c.timer, Some(t));
+            out.push(alert(
+                &card,
+                "idle-reset",
+                t,
+                &[("payments", c.count as f64)],
+            ));
+        }
+    };
+    for (p, &w) in payments.iter().zip(watermarks) {
+        fire(w, &mut timers, &mut cards, &mut out);
+        let c = cards.entry(p.card.clone()).or_default();
+        let t = p.time;
+        c.recent.retain(|&x| x > t - r.window_ms);
+        c.recent.push(t);
+        if c.recent.len() > r.max_payments {
+            out.push(alert(
+                &p.card,
+                "velocity",
+                t,
+                &[
+                    ("amount", p.amount),
+                    ("payments", c.recent.len() as f64),
+                    ("window_ms", r.window_ms as f64),
+                ],
+            ));
+        }
+        if c.count >= r.min_history && p.amount > r.factor * c.mean {
+            out.push(alert(
+                &p.card,
+                "amount",
+                t,
+                &[
+                    ("amount", p.amount),
+                    ("mean", c.mean),
+                    ("history", c.count as f64),
+                    ("factor", r.factor),
+                ],
+            ));
+        }
+        c.count += 1;
+        c.mean += (p.amount - c.mean) / c.count as f64;
+        if let Some(old) = c.timer.take() {
+            timers.remove(&(old, p.card.clone()));
+        }
+        timers.insert((t + r.idle_ms, p.card.clone()));
+        c.timer = Some(t + r.idle_ms);
+    }
+    fire(i64::MAX, &mut timers, &mut cards, &mut out);
+    out
+}
+
+/// Bounded out-of-orderness of the payments' watermarks.
+pub const OUT_OF_ORDERNESS: i64 = 5_000;
+
+/// The watermark each payment meets, as a source's bounded-out-of-orderness generator
+/// gives it: the highest earlier event time, minus the bound, minus 1 ms.
+pub fn per_event_watermarks(payments: &[Payment]) -> Vec<i64> {
+    let mut max = i64::MIN;
+    payments
+        .iter()
+        .map(|p| {
+            let w = if max == i64::MIN {
+                i64::MIN
+            } else {
+                max - OUT_OF_ORDERNESS - 1
+            };
+            max = max.max(p.time);
+            w
+        })
+        .collect()
 }

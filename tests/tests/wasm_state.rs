@@ -10,10 +10,13 @@ use sluice_core::operator::{Collector, Operator, OperatorContext, OperatorError,
 use sluice_core::state::{
     Clock, HeapKvBackend, HeapKvBackendFactory, KeyedStateStore, KvBackend, KvBackendFactory,
 };
-use sluice_tests::payments::{self, Payment, PaymentsConfig};
+use sluice_tests::payments::{
+    self, Alert, OUT_OF_ORDERNESS, Payment, PaymentsConfig, RULES, Rules, parse_alert,
+    per_event_watermarks, reference,
+};
 use sluice_tests::plugins;
 use sluice_wasm::{Limits, LoadedComponent, RuntimeConfig, WasmOperator, WasmRuntime};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -632,183 +635,8 @@ fn a_guest_that_ignores_the_limit_is_refused() {
 
 // ---- fraud rules ----
 
-/// The fraud plugin's settings, shared by the plugin's config and the reference.
-#[derive(Clone, Copy)]
-struct Rules {
-    max_payments: usize,
-    window_ms: i64,
-    factor: f64,
-    min_history: i64,
-    idle_ms: i64,
-}
-
-const RULES: Rules = Rules {
-    max_payments: 3,
-    window_ms: 5 * 60_000,
-    factor: 4.0,
-    min_history: 4,
-    idle_ms: 30 * 60_000,
-};
-
 fn fraud_config(r: &Rules) -> Vec<(String, String)> {
-    config(&[
-        ("velocity_max_payments", &r.max_payments.to_string()),
-        ("velocity_window_ms", &r.window_ms.to_string()),
-        ("amount_factor", &r.factor.to_string()),
-        ("amount_min_history", &r.min_history.to_string()),
-        ("idle_timeout_ms", &r.idle_ms.to_string()),
-        ("emit_idle_resets", "true"),
-    ])
-}
-
-/// An alert, with its numbers as `f64` (exact: both sides compute the same floats).
-#[derive(Debug, Clone, PartialEq)]
-struct Alert {
-    card: String,
-    rule: String,
-    time: i64,
-    nums: BTreeMap<String, f64>,
-}
-
-/// Parses an alert (a flat JSON object of strings and numbers) with numbers read by
-/// `str::parse::<f64>`, which rounds exactly (serde_json's default parser may not).
-fn parse_alert(json: &str) -> Alert {
-    let body = json
-        .strip_prefix('{')
-        .and_then(|j| j.strip_suffix('}'))
-        .unwrap_or_else(|| panic!("not an object: {json}"));
-    let mut fields = BTreeMap::new();
-    for field in body.split(',') {
-        let (k, v) = field.split_once(':').unwrap_or_else(|| panic!("{json}"));
-        fields.insert(k.trim_matches('"').to_string(), v.to_string());
-    }
-    let mut text = |k: &str| -> String {
-        let v = fields
-            .remove(k)
-            .unwrap_or_else(|| panic!("no {k} in {json}"));
-        v.trim_matches('"').to_string()
-    };
-    let (card, rule) = (text("card"), text("rule"));
-    let time = text("time").parse().unwrap();
-    Alert {
-        card,
-        rule,
-        time,
-        nums: fields
-            .into_iter()
-            .map(|(k, v)| {
-                let n = v
-                    .parse::<f64>()
-                    .unwrap_or_else(|e| panic!("{k}: {e} in {json}"));
-                (k, n)
-            })
-            .collect(),
-    }
-}
-
-fn alert(card: &str, rule: &str, time: i64, nums: &[(&str, f64)]) -> Alert {
-    Alert {
-        card: card.to_string(),
-        rule: rule.to_string(),
-        time,
-        nums: nums.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-    }
-}
-
-/// The three rules, computed directly: for each payment in order, first the idle timers
-/// the watermark it met (`watermarks[i]`) has passed, in (time, card) order, then the
-/// payment; at the end every remaining timer.
-fn reference(payments: &[Payment], watermarks: &[i64], r: &Rules) -> Vec<Alert> {
-    #[derive(Default)]
-    struct Card {
-        recent: Vec<i64>,
-        count: i64,
-        mean: f64,
-        timer: Option<i64>,
-    }
-    let mut cards: HashMap<String, Card> = HashMap::new();
-    let mut timers: BTreeSet<(i64, String)> = BTreeSet::new();
-    let mut out = Vec::new();
-    let fire = |w: i64,
-                timers: &mut BTreeSet<(i64, String)>,
-                cards: &mut HashMap<String, Card>,
-                out: &mut Vec<Alert>| {
-        while let Some((t, card)) = timers.first().cloned()
-            && t <= w
-        {
-            timers.pop_first();
-            let c = cards.remove(&card).unwrap();
-            assert_eq!(c.timer, Some(t));
-            out.push(alert(
-                &card,
-                "idle-reset",
-                t,
-                &[("payments", c.count as f64)],
-            ));
-        }
-    };
-    for (p, &w) in payments.iter().zip(watermarks) {
-        fire(w, &mut timers, &mut cards, &mut out);
-        let c = cards.entry(p.card.clone()).or_default();
-        let t = p.time;
-        c.recent.retain(|&x| x > t - r.window_ms);
-        c.recent.push(t);
-        if c.recent.len() > r.max_payments {
-            out.push(alert(
-                &p.card,
-                "velocity",
-                t,
-                &[
-                    ("amount", p.amount),
-                    ("payments", c.recent.len() as f64),
-                    ("window_ms", r.window_ms as f64),
-                ],
-            ));
-        }
-        if c.count >= r.min_history && p.amount > r.factor * c.mean {
-            out.push(alert(
-                &p.card,
-                "amount",
-                t,
-                &[
-                    ("amount", p.amount),
-                    ("mean", c.mean),
-                    ("history", c.count as f64),
-                    ("factor", r.factor),
-                ],
-            ));
-        }
-        c.count += 1;
-        c.mean += (p.amount - c.mean) / c.count as f64;
-        if let Some(old) = c.timer.take() {
-            timers.remove(&(old, p.card.clone()));
-        }
-        timers.insert((t + r.idle_ms, p.card.clone()));
-        c.timer = Some(t + r.idle_ms);
-    }
-    fire(i64::MAX, &mut timers, &mut cards, &mut out);
-    out
-}
-
-/// Bounded out-of-orderness of the payments' watermarks.
-const OUT_OF_ORDERNESS: i64 = 5_000;
-
-/// The watermark each payment meets, as a source's bounded-out-of-orderness generator
-/// gives it: the highest earlier event time, minus the bound, minus 1 ms.
-fn per_event_watermarks(payments: &[Payment]) -> Vec<i64> {
-    let mut max = i64::MIN;
-    payments
-        .iter()
-        .map(|p| {
-            let w = if max == i64::MIN {
-                i64::MIN
-            } else {
-                max - OUT_OF_ORDERNESS - 1
-            };
-            max = max.max(p.time);
-            w
-        })
-        .collect()
+    r.config()
 }
 
 /// Feeds `payments` to `op` in batches of `size`, each payment preceded by a mark of its

@@ -21,6 +21,10 @@ struct Options {
     #[serde(default)]
     sha256: Option<String>,
     event_time: EventTimeOpt,
+    /// A member whose value becomes the event key (a string as its UTF-8 bytes, a number
+    /// as its JSON text); default: an empty key.
+    #[serde(default)]
+    key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +47,7 @@ pub(crate) struct JsonlSourceFactory {
     path: PathBuf,
     field: String,
     format: JsonTimeFormat,
+    key: Option<String>,
 }
 
 impl JsonlSourceFactory {
@@ -57,6 +62,7 @@ impl JsonlSourceFactory {
             path,
             field: o.event_time.field,
             format: o.event_time.format,
+            key: o.key,
         })
     }
 }
@@ -84,6 +90,8 @@ impl SourceFactory for JsonlSourceFactory {
             path: self.path.clone(),
             field: self.field.clone(),
             format: self.format,
+            key: self.key.clone(),
+            key_buf: Vec::new(),
             reader,
             line: Vec::new(),
             line_no: 0,
@@ -95,6 +103,8 @@ struct JsonlReader {
     path: PathBuf,
     field: String,
     format: JsonTimeFormat,
+    key: Option<String>,
+    key_buf: Vec<u8>,
     reader: Option<BufReader<File>>,
     line: Vec<u8>,
     line_no: u64,
@@ -108,33 +118,40 @@ enum TimeValue<'a> {
     Other(&'static str),
 }
 
-/// Walks a JSON object, keeping only the member `field` (no allocation for the rest).
+/// Walks a JSON object, keeping only the members `field` (the time) and `key` (no
+/// allocation for the rest).
 struct Probe<'f> {
     field: &'f str,
+    key: Option<&'f str>,
 }
 
+/// The time member and the key member, as found.
+type Probed<'de> = (Option<TimeValue<'de>>, Option<TimeValue<'de>>);
+
 impl<'de> DeserializeSeed<'de> for Probe<'_> {
-    type Value = Option<TimeValue<'de>>;
+    type Value = Probed<'de>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for Probe<'_> {
-    type Value = Option<TimeValue<'de>>;
+    type Value = Probed<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
+        let (mut found, mut key_found) = (None, None);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if key == self.field && found.is_none() {
                 found = Some(map.next_value::<TimeValueDe<'de>>()?.0);
+            } else if Some(key.as_ref()) == self.key && key_found.is_none() {
+                key_found = Some(map.next_value::<TimeValueDe<'de>>()?.0);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(found)
+        Ok((found, key_found))
     }
 }
 
@@ -190,12 +207,30 @@ impl JsonlReader {
         ConnectorError(format!("{}:{}: {what}", self.path.display(), self.line_no))
     }
 
-    fn time_of(&self, text: &[u8]) -> Result<i64, ConnectorError> {
+    /// The event time and key of a line (the key into `key`).
+    fn time_of(&self, text: &[u8], key: &mut Vec<u8>) -> Result<i64, ConnectorError> {
         let mut de = serde_json::Deserializer::from_slice(text);
-        let found = Probe { field: &self.field }
-            .deserialize(&mut de)
-            .and_then(|v| de.end().map(|_| v))
-            .map_err(|e| self.err(format!("invalid JSON: {e}")))?;
+        let (found, key_found) = Probe {
+            field: &self.field,
+            key: self.key.as_deref(),
+        }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|_| v))
+        .map_err(|e| self.err(format!("invalid JSON: {e}")))?;
+        key.clear();
+        if let Some(name) = &self.key {
+            match key_found {
+                Some(TimeValue::Str(s)) => key.extend_from_slice(s.as_bytes()),
+                Some(TimeValue::Int(v)) => key.extend_from_slice(v.to_string().as_bytes()),
+                Some(TimeValue::Float(v)) => key.extend_from_slice(v.to_string().as_bytes()),
+                Some(TimeValue::Other(what)) => {
+                    return Err(self.err(format!(
+                        "key member '{name}': expected a string or a number, found {what}"
+                    )));
+                }
+                None => return Err(self.err(format!("no member '{name}' (the key)"))),
+            }
+        }
         let field = &self.field;
         let v = found.ok_or_else(|| self.err(format!("no member '{field}' (the event time)")))?;
         let r = match (self.format, v) {
@@ -242,8 +277,10 @@ impl SourceReader for JsonlReader {
             if text.is_empty() {
                 continue;
             }
-            let ts = self.time_of(text)?;
-            batch.push(ts, b"", text);
+            let mut key = std::mem::take(&mut self.key_buf);
+            let ts = self.time_of(text, &mut key);
+            self.key_buf = key;
+            batch.push(ts?, &self.key_buf, text);
             n += 1;
         }
         Ok(if n == 0 {

@@ -236,6 +236,10 @@ pub struct OperatorSpec {
     /// Format of the values it emits; default: same as its input.
     #[serde(default)]
     pub output: Option<ValueFormatSpec>,
+    /// `key`: the input is keyed by the event key (a hash shuffle over key groups), so
+    /// the operator may keep keyed state and timers; default: not keyed (forward).
+    #[serde(default)]
+    pub key_by: Option<String>,
     /// Everything else (`wasm`, `config`, `limits`): for the resolver.
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
@@ -897,9 +901,22 @@ impl JobSpec {
                     dir,
                     field,
                 )?;
-                let p = o
-                    .parallelism
-                    .unwrap_or_else(|| first_input_parallelism(&vertices));
+                let keyed = match o.key_by.as_deref() {
+                    None => false,
+                    Some("key") => true,
+                    Some(other) => {
+                        return Err(SpecError(format!(
+                            "{field}.key_by: only 'key' (the event key) is supported, not '{other}'; set the key in a source or an operator upstream"
+                        )));
+                    }
+                };
+                let p = o.parallelism.unwrap_or_else(|| {
+                    if keyed {
+                        parallelism
+                    } else {
+                        first_input_parallelism(&vertices)
+                    }
+                });
                 let output_format = o
                     .output
                     .as_ref()
@@ -915,7 +932,15 @@ impl JobSpec {
                         factory,
                         output_format,
                     },
-                    inputs: inputs_of(Partitioning::Forward, p, &vertices),
+                    inputs: inputs_of(
+                        if keyed {
+                            Partitioning::KeyBy
+                        } else {
+                            Partitioning::Forward
+                        },
+                        p,
+                        &vertices,
+                    ),
                 }
             } else if d < first_sink {
                 let w = &self.windows[d - self.sources.len() - self.operators.len()];
