@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests.
 
+pub mod bench;
 pub mod flights;
 pub mod payments;
 pub mod plugins;

@@ -204,12 +204,18 @@ impl TxFile {
         Ok(())
     }
 
-    /// Commits everything (the end of the input) and removes the staging file.
+    /// Commits everything (the end of the input) and removes the staging file. The staged
+    /// tail goes straight into the file, synced once: no checkpoint claims it, so a crash
+    /// before this returns is recovered from the last checkpoint like any other.
     pub fn finish(&mut self) -> Result<(), ConnectorError> {
-        self.pre_commit(u64::MAX)?;
         self.commit(u64::MAX)?;
-        std::fs::remove_file(&self.staging_path)
-            .map_err(|e| err(&self.staging_path, "cannot delete", e))
+        self.staging
+            .flush()
+            .map_err(|e| err(&self.staging_path, "flush failed", e))?;
+        append(&self.staging_path, &self.path)?;
+        self.committed_len += self.staged;
+        self.staged = 0;
+        Ok(())
     }
 }
 
