@@ -623,14 +623,15 @@ fn jsonl_source_keys_events_by_a_member() {
         "{\"t\": 1, \"card\": \"c-7\", \"n\": {\"card\": 0}}\n{\"card\": 42, \"t\": 2}\n",
     )
     .unwrap();
-    let opts = |key: &str| {
-        json!({"path": "k.jsonl", "event_time": {"field": "t", "format": "epoch_ms"}, "key": key})
-    };
+    let opts = |key: &str| json!({"path": "k.jsonl", "event_time": {"field": "t", "format": "epoch_ms"}, "key": key});
     let b = drain(&source("jsonl", opts("card"), dir.path()).unwrap(), 0, 1).unwrap();
     assert_eq!((b.key(0), b.key(1)), (&b"c-7"[..], &b"42"[..]));
     std::fs::write(dir.path().join("k.jsonl"), "{\"t\": 1, \"card\": null}\n").unwrap();
     let e = drain(&source("jsonl", opts("card"), dir.path()).unwrap(), 0, 1).unwrap_err();
-    assert!(e.contains("k.jsonl:1: key member 'card': expected a string or a number, found null"), "{e}");
+    assert!(
+        e.contains("k.jsonl:1: key member 'card': expected a string or a number, found null"),
+        "{e}"
+    );
     let e = drain(&source("jsonl", opts("id"), dir.path()).unwrap(), 0, 1).unwrap_err();
     assert!(e.contains("k.jsonl:1: no member 'id' (the key)"), "{e}");
 }
