@@ -385,3 +385,36 @@ fn a_corrupted_checkpoint_is_reported_and_the_one_before_is_used() {
     }
     assert!(resumed, "state was restored, not started from scratch");
 }
+
+#[test]
+fn state_of_an_operator_the_job_no_longer_has_fails_the_restore_unless_allowed() {
+    let ev = events(6_000, 8);
+    let sinks = Sinks::new();
+    let storage: Arc<dyn CheckpointStorage> = Arc::new(MemoryStorage::new());
+    let dir = tempfile::tempdir().unwrap();
+    let failed = Arc::new(AtomicBool::new(false));
+    let g = graph(&ev, 2, &sinks, &storage, dir.path(), None, &failed);
+    let s = Supervisor::start(g, StartFrom::Scratch).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    let folder = s.savepoint(true).expect("stop with savepoint");
+    finish(s);
+    // The same job with the counter renamed: its state has no operator to go to.
+    let renamed = |allow: bool| {
+        let g = graph(&ev, 2, &sinks, &storage, dir.path(), None, &failed);
+        let mut g = Arc::try_unwrap(g).ok().unwrap();
+        g.vertices[1].id = "counter-v2".into();
+        Supervisor::start(
+            Arc::new(g),
+            StartFrom::Savepoint {
+                folder: folder.clone(),
+                allow_non_restored_state: allow,
+            },
+        )
+    };
+    let e = renamed(false).err().expect("refused").0;
+    assert!(
+        e.contains("has state for operator 'counter'") && e.contains("allow non-restored state"),
+        "{e}"
+    );
+    assert_eq!(finish(renamed(true).unwrap()), JobOutcome::Finished);
+}

@@ -735,3 +735,72 @@ impl KeyedStateStore {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{HeapKvBackend, KvBackendFactory};
+
+    fn store() -> KeyedStateStore {
+        KeyedStateStore::new(Box::new(HeapKvBackend::new()), 16, 0..16, Arc::new(|| 0)).unwrap()
+    }
+
+    fn desc(name: &str, kind: StateKind, ttl_ms: Option<i64>) -> StateDescriptor {
+        StateDescriptor {
+            name: name.into(),
+            kind,
+            ttl_ms,
+        }
+    }
+
+    /// A new version of an operator declares the restored states in another order: each
+    /// name gets its old id (part of every stored key), so the values are found.
+    #[test]
+    fn restored_states_keep_their_ids_whatever_the_declaration_order() {
+        let mut old = store();
+        let a = old.declare(desc("a", StateKind::Value, None)).unwrap();
+        let b = old
+            .declare(desc("b", StateKind::Value, Some(1000)))
+            .unwrap();
+        old.set_current_key(b"k");
+        old.value_set(a, b"va").unwrap();
+        old.value_set(b, b"vb").unwrap();
+        let table = old.states().to_vec();
+        let dir = tempfile::tempdir().unwrap();
+        let snap = old.backend_mut().snapshot(dir.path()).unwrap();
+        let files: Vec<_> = snap
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.path.clone()))
+            .collect();
+        let backend = crate::state::HeapKvBackendFactory
+            .restore(dir.path(), &files)
+            .unwrap();
+        let mut new = KeyedStateStore::new(backend, 16, 0..16, Arc::new(|| 0)).unwrap();
+        new.adopt_states(table.clone());
+        let c = new.declare(desc("c", StateKind::List, None)).unwrap();
+        // The TTL's length may change; its presence may not.
+        let b2 = new
+            .declare(desc("b", StateKind::Value, Some(5000)))
+            .unwrap();
+        let a2 = new.declare(desc("a", StateKind::Value, None)).unwrap();
+        assert_eq!((a2, b2, c), (a, b, 2));
+        new.set_current_key(b"k");
+        assert_eq!(new.value_get(a2).unwrap().as_deref(), Some(&b"va"[..]));
+        assert_eq!(new.value_get(b2).unwrap().as_deref(), Some(&b"vb"[..]));
+
+        let mut other =
+            KeyedStateStore::new(Box::new(HeapKvBackend::new()), 16, 0..16, Arc::new(|| 0))
+                .unwrap();
+        other.adopt_states(table);
+        let e = other.declare(desc("a", StateKind::Map, None)).unwrap_err();
+        assert!(
+            e.0.contains("state 'a' was restored as Value state") && e.0.contains("Map"),
+            "{e}"
+        );
+        let e = other
+            .declare(desc("b", StateKind::Value, None))
+            .unwrap_err();
+        assert!(e.0.contains("with a time-to-live"), "{e}");
+    }
+}
