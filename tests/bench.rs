@@ -71,14 +71,19 @@ pub fn apply(graph: &mut JobGraph, mode: Mode, dir: &Path) {
     });
 }
 
-/// Runs every mode `runs` times over graphs from `build` (which also returns its
-/// preparation time) and prints a line per run and a median per mode, with the CPU per
+/// Runs every mode (or those whose label contains `$SLUICE_BENCH_MODE`) `runs` times
+/// over graphs from `build` and prints a line per run and a median per mode, with the CPU per
 /// event relative to the first mode.
 pub fn compare(name: &str, runs: usize, dir: &Path, mut build: impl FnMut() -> JobGraph) {
     println!("{name}, {runs} runs per mode");
     // Per backend: the run without checkpoints.
     let mut baselines: Vec<(&str, (f64, f64))> = Vec::new();
+    // `SLUICE_BENCH_MODE=<part of a label>` runs only the matching modes.
+    let only = std::env::var("SLUICE_BENCH_MODE").ok();
     for mode in MODES {
+        if only.as_deref().is_some_and(|o| !mode.label.contains(o)) {
+            continue;
+        }
         println!("{}:", mode.label);
         let mut results = Vec::new();
         for run in 1..=runs {
