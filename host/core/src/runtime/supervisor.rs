@@ -115,7 +115,18 @@ impl Supervisor {
         let (g, m, sh, r) = (graph, metrics.clone(), shared.clone(), running.clone());
         let thread = std::thread::Builder::new()
             .name("supervisor".into())
-            .spawn(move || supervise(g, m, sh, r))
+            .spawn(move || {
+                let dir = g.durability.state_dir.clone();
+                let result = supervise(g, m, sh, r);
+                // The job is over: its local working state (RocksDB files, snapshots not
+                // yet uploaded) is of no more use; a restart restores from checkpoints.
+                // Only the folders the runtime made: `dir` itself is the user's.
+                for sub in ["keyed", "snapshots", "verify"] {
+                    let _ = std::fs::remove_dir_all(dir.join(sub));
+                }
+                let _ = std::fs::remove_dir(&dir);
+                result
+            })
             .map_err(|e| JobError(format!("cannot start the supervisor thread: {e}")))?;
         Ok(Supervisor {
             metrics,
