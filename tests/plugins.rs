@@ -81,3 +81,35 @@ pub fn cargo_command() -> Command {
     }
     cmd
 }
+
+/// One WASM runtime per test process, with its compile cache next to the built plugins
+/// (so every test binary reuses the compiled components).
+pub fn runtime() -> &'static sluice_wasm::WasmRuntime {
+    static RT: std::sync::OnceLock<sluice_wasm::WasmRuntime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        let dir = build()
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("host-cache");
+        sluice_wasm::WasmRuntime::new(sluice_wasm::RuntimeConfig {
+            max_instances: 32,
+            ..sluice_wasm::RuntimeConfig::with_cache_dir(dir)
+        })
+        .unwrap()
+    })
+}
+
+/// The built plugin `name`, loaded (compiled or from the cache) by [`runtime`].
+pub fn load(name: &str) -> sluice_wasm::LoadedComponent {
+    runtime().load_component(wasm(name)).unwrap()
+}
+
+/// An operator config from `(key, value)` pairs.
+pub fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -6,34 +6,13 @@ use sluice_core::operator::{Collector, Operator, OperatorContext, OperatorError}
 use sluice_packed::{Reader, Writer};
 use sluice_tests::plugins;
 use sluice_wasm::{
-    CacheOutcome, Grants, Limits, LoadError, LoadedComponent, RuntimeConfig, WasmOperator,
-    WasmRuntime,
+    CacheOutcome, Grants, Limits, LoadError, RuntimeConfig, WasmOperator, WasmRuntime,
 };
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// One runtime for the tests of this process, with its cache under plugins/target (so a
 /// second test run does not compile again).
-fn runtime() -> &'static WasmRuntime {
-    static RT: OnceLock<WasmRuntime> = OnceLock::new();
-    RT.get_or_init(|| {
-        let dir = plugins::build()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("host-cache");
-        WasmRuntime::new(RuntimeConfig {
-            max_instances: 32,
-            ..RuntimeConfig::with_cache_dir(dir)
-        })
-        .unwrap()
-    })
-}
-
-fn load(name: &str) -> LoadedComponent {
-    runtime().load_component(plugins::wasm(name)).unwrap()
-}
+use plugins::{config, load, runtime};
 
 fn ctx(id: &str) -> OperatorContext {
     OperatorContext {
@@ -41,13 +20,6 @@ fn ctx(id: &str) -> OperatorContext {
         subtask: 0,
         parallelism: 2,
     }
-}
-
-fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn open(name: &str, id: &str, cfg: &[(&str, &str)], limits: Limits) -> WasmOperator {

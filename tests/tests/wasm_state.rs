@@ -15,31 +15,12 @@ use sluice_tests::payments::{
     per_event_watermarks, reference,
 };
 use sluice_tests::plugins;
-use sluice_wasm::{Limits, LoadedComponent, RuntimeConfig, WasmOperator, WasmRuntime};
+use sluice_wasm::{Limits, LoadedComponent, WasmOperator};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
 
-fn runtime() -> &'static WasmRuntime {
-    static RT: OnceLock<WasmRuntime> = OnceLock::new();
-    RT.get_or_init(|| {
-        let dir = plugins::build()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("host-cache");
-        WasmRuntime::new(RuntimeConfig {
-            max_instances: 32,
-            ..RuntimeConfig::with_cache_dir(dir)
-        })
-        .unwrap()
-    })
-}
-
-fn load(name: &str) -> LoadedComponent {
-    runtime().load_component(plugins::wasm(name)).unwrap()
-}
+use plugins::{config, load};
 
 fn ctx(id: &str) -> OperatorContext {
     OperatorContext {
@@ -47,13 +28,6 @@ fn ctx(id: &str) -> OperatorContext {
         subtask: 0,
         parallelism: 1,
     }
-}
-
-fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 /// A processing-time clock the test moves.
