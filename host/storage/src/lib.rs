@@ -158,21 +158,8 @@ mod tests {
     fn a_local_folder_stores_lists_and_deletes_objects() {
         let dir = tempfile::tempdir().unwrap();
         let s = ObjectStorage::open("ckpt", dir.path()).unwrap();
-        s.put("job/chk-1/_metadata", b"{}".to_vec()).unwrap();
-        s.put("job/chk-1/op/0/heap.kv", vec![1, 2, 3]).unwrap();
-        s.put("job/chk-10/_metadata", b"{}".to_vec()).unwrap();
+        contract(&s);
         assert!(dir.path().join("ckpt/job/chk-1/op/0/heap.kv").is_file());
-        assert_eq!(s.get("job/chk-1/op/0/heap.kv").unwrap(), vec![1, 2, 3]);
-        let mut l = s.list("job/chk-1").unwrap();
-        l.sort();
-        assert_eq!(l, ["job/chk-1/_metadata", "job/chk-1/op/0/heap.kv"]);
-        assert_eq!(s.list("job/chk-2").unwrap(), Vec::<String>::new());
-        s.delete("job/chk-1/_metadata").unwrap();
-        s.delete("job/chk-1/_metadata").unwrap();
-        assert!(matches!(
-            s.get("job/chk-1/_metadata"),
-            Err(StorageError::NotFound(_))
-        ));
         let e = ObjectStorage::open("gs://bucket", dir.path())
             .err()
             .unwrap();
@@ -181,5 +168,96 @@ mod tests {
         if cfg!(not(feature = "s3")) {
             assert!(e.unwrap().contains("no S3 support"));
         }
+    }
+}
+
+/// What every storage must do: store, read, list under a folder, delete (twice is fine),
+/// and report a missing object as [`StorageError::NotFound`].
+#[cfg(test)]
+pub(crate) fn contract(s: &ObjectStorage) {
+    s.put("job/chk-1/_metadata", b"{}".to_vec()).unwrap();
+    s.put("job/chk-1/op/0/heap.kv", vec![1, 2, 3]).unwrap();
+    s.put("job/chk-10/_metadata", b"{}".to_vec()).unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), vec![7u8; 300_000]).unwrap();
+    assert_eq!(
+        s.put_file("job/shared/op/0/1-a.sst", file.path()).unwrap(),
+        300_000
+    );
+    assert_eq!(s.get("job/chk-1/op/0/heap.kv").unwrap(), vec![1, 2, 3]);
+    let back = tempfile::NamedTempFile::new().unwrap();
+    s.get_to_file("job/shared/op/0/1-a.sst", back.path())
+        .unwrap();
+    assert_eq!(std::fs::read(back.path()).unwrap(), vec![7u8; 300_000]);
+    let mut l = s.list("job/chk-1").unwrap();
+    l.sort();
+    assert_eq!(l, ["job/chk-1/_metadata", "job/chk-1/op/0/heap.kv"]);
+    assert_eq!(s.list("job/chk-2").unwrap(), Vec::<String>::new());
+    s.delete("job/chk-1/_metadata").unwrap();
+    s.delete("job/chk-1/_metadata").unwrap();
+    assert!(matches!(
+        s.get("job/chk-1/_metadata"),
+        Err(StorageError::NotFound(_))
+    ));
+}
+
+/// S3 against a real S3-compatible server: moto (`pip install 'moto[server]'`), started
+/// here on a free port. `cargo test -p sluice-storage --features s3 -- --ignored`.
+#[cfg(all(test, feature = "s3"))]
+mod s3_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    #[ignore = "needs moto_server on PATH (pip install 'moto[server]')"]
+    fn s3_stores_lists_and_deletes_objects() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = std::process::Command::new("moto_server")
+            .args(["-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server on PATH");
+        let addr = format!("127.0.0.1:{port}");
+        let t = std::time::Instant::now();
+        let create_bucket = || -> std::io::Result<String> {
+            let mut c = std::net::TcpStream::connect(&addr)?;
+            write!(
+                c,
+                "PUT /sluice-test HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut reply = String::new();
+            c.read_to_string(&mut reply)?;
+            Ok(reply)
+        };
+        let reply = loop {
+            match create_bucket() {
+                Ok(r) => break r,
+                Err(_) if t.elapsed() < std::time::Duration::from_secs(30) => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                Err(e) => panic!("moto_server did not start: {e}"),
+            }
+        };
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        // The configuration a user gives in the environment.
+        unsafe {
+            std::env::set_var("AWS_ENDPOINT", format!("http://{addr}"));
+            std::env::set_var("AWS_ALLOW_HTTP", "true");
+            std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+            std::env::set_var("AWS_REGION", "us-east-1");
+        }
+        let s = ObjectStorage::open("s3://sluice-test/checkpoints", Path::new("/")).unwrap();
+        assert_eq!(s.describe(), "s3://sluice-test/checkpoints");
+        contract(&s);
+        let missing = ObjectStorage::open("s3://no-such-bucket/x", Path::new("/")).unwrap();
+        let e = missing.put("a", vec![1]).unwrap_err();
+        assert!(e.to_string().contains("s3://no-such-bucket/x/a"), "{e}");
+        let _ = server.kill();
     }
 }
