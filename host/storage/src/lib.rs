@@ -259,5 +259,6 @@ mod s3_tests {
         let e = missing.put("a", vec![1]).unwrap_err();
         assert!(e.to_string().contains("s3://no-such-bucket/x/a"), "{e}");
         let _ = server.kill();
+        let _ = server.wait();
     }
 }
