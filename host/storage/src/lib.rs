@@ -216,12 +216,22 @@ mod s3_tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut server = std::process::Command::new("moto_server")
-            .args(["-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server on PATH");
+        /// Stops the server however the test ends.
+        struct Server(std::process::Child);
+        impl Drop for Server {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _server = Server(
+            std::process::Command::new("moto_server")
+                .args(["-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("moto_server on PATH"),
+        );
         let addr = format!("127.0.0.1:{port}");
         let t = std::time::Instant::now();
         let create_bucket = || -> std::io::Result<String> {
@@ -258,7 +268,5 @@ mod s3_tests {
         let missing = ObjectStorage::open("s3://no-such-bucket/x", Path::new("/")).unwrap();
         let e = missing.put("a", vec![1]).unwrap_err();
         assert!(e.to_string().contains("s3://no-such-bucket/x/a"), "{e}");
-        let _ = server.kill();
-        let _ = server.wait();
     }
 }
