@@ -26,24 +26,34 @@ pub fn socket_path(name: &str) -> PathBuf {
     dir.join(format!("{}.sock", job_folder(name)))
 }
 
-/// Serves requests for job `name` on a thread, calling `savepoint(stop)` for each.
+/// The control socket of job `name`, bound: only one `sluice run` of a job at a time on
+/// this machine (two would share its checkpoints and output files). Claim it before
+/// starting the job.
+///
 /// Errors: another `sluice run` of the same job is running (its socket answers).
-pub fn serve(
-    name: &str,
-    savepoint: impl Fn(bool) -> Result<String, String> + Send + 'static,
-) -> Result<PathBuf, String> {
+pub fn claim(name: &str) -> Result<(UnixListener, PathBuf), String> {
     let path = socket_path(name);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     if UnixStream::connect(&path).is_ok() {
         return Err(format!(
-            "job '{name}' is already running (its control socket {} answers)",
+            "job '{name}' is already running on this machine (its control socket {} answers); stop it first (sluice stop SPEC)",
             path.display()
         ));
     }
+    // A socket file nobody answers is left by a process that was killed.
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((listener, path))
+}
+
+/// Serves savepoint requests on `listener` (from [`claim`]) on a thread, calling
+/// `savepoint(stop)` for each.
+pub fn serve(
+    listener: UnixListener,
+    savepoint: impl Fn(bool) -> Result<String, String> + Send + 'static,
+) -> Result<(), String> {
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -65,8 +75,8 @@ pub fn serve(
                 let _ = (&conn).write_all(text.as_bytes());
             }
         })
-        .map_err(|e| format!("cannot start the control thread: {e}"))?;
-    Ok(path)
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the control thread: {e}"))
 }
 
 /// Asks the running job `name` for a savepoint (and to stop after it, with `stop`).

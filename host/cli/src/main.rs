@@ -220,18 +220,19 @@ fn run(cli: Cli) -> Result<()> {
                 None if fresh => StartFrom::Scratch,
                 None => StartFrom::Latest,
             };
-            let checkpointing = graph.durability.checkpoints.is_some();
+            // Claim the job's control socket before it starts: one run of a job at a time.
+            let control = match graph.durability.checkpoints {
+                Some(_) => Some(control::claim(&name).map_err(|e| anyhow::anyhow!("{e}"))?),
+                None => None,
+            };
             let cpu0 = process_cpu_time();
             let job = Supervisor::start(Arc::new(graph), from)?;
-            if checkpointing {
+            if let Some((listener, _)) = control {
                 let handle = job.handle();
-                if let Err(e) = control::serve(&name, move |stop| {
+                control::serve(listener, move |stop| {
                     handle.savepoint(stop).map_err(|e| e.to_string())
-                }) {
-                    job.cancel();
-                    let _ = job.join();
-                    anyhow::bail!("{e}");
-                }
+                })
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             let tty = std::io::stderr().is_terminal();
             let interval = Duration::from_secs(1);

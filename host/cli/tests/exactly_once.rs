@@ -95,6 +95,8 @@ fn kill_ten_times(spec: &Path, job: &str, storage: &Path, cache: &Path) -> Vec<O
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", spec.to_str().unwrap(), "--quiet"])
             .env("SLUICE_CACHE_DIR", cache)
+            // Control sockets per test: the tests run jobs of the same name at once.
+            .env("XDG_RUNTIME_DIR", cache.join("run"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -290,6 +292,8 @@ fn sluice(args: &[&str], cache: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
         .env("SLUICE_CACHE_DIR", cache)
+        // Control sockets per test: the tests run jobs of the same name at once.
+        .env("XDG_RUNTIME_DIR", cache.join("run"))
         .output()
         .expect("run sluice");
     assert!(
@@ -319,12 +323,27 @@ fn stop_with_savepoint_and_resume_at_parallelism_2_then_4_then_1_gives_the_exact
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(&args)
             .env("SLUICE_CACHE_DIR", &cache)
+            .env("XDG_RUNTIME_DIR", cache.join("run"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         // Let it commit some output, then stop it with a savepoint.
         std::thread::sleep(Duration::from_millis(1_500));
+        if p == "2" {
+            // A second run of the same job is refused before it starts.
+            let second = Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["run", spec, "--quiet"])
+                .env("SLUICE_CACHE_DIR", &cache)
+                .env("XDG_RUNTIME_DIR", cache.join("run"))
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&second.stderr);
+            assert!(
+                !second.status.success() && err.contains("job 'flights' is already running"),
+                "{err}"
+            );
+        }
         let folder = sluice(&["stop", spec], &cache).trim().to_string();
         assert!(folder.starts_with("savepoints/flights-"), "{folder}");
         let out = child.wait_with_output().unwrap();
