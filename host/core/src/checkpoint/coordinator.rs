@@ -6,6 +6,7 @@
 use super::metadata::{CheckpointMetadata, FORMAT, SnapshotKind, SubtaskState, VertexState};
 use super::upload::{LocalSnapshot, upload};
 use super::{CheckpointConfig, checkpoint_folder, discard_checkpoint, savepoint_folder};
+use crate::time::now_ms;
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -189,13 +190,6 @@ struct Run {
     queued: VecDeque<Request>,
     retained: VecDeque<CheckpointMetadata>,
     last_end: Instant,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Run {

@@ -12,7 +12,9 @@ use crate::checkpoint::Barrier;
 use crate::checkpoint::coordinator::{Control, CoordinatorShared};
 use crate::checkpoint::upload::LocalSnapshot;
 use crate::connector::{SourcePoll, SourceReader};
-use crate::time::{BoundedOutOfOrderness, MAX_WATERMARK, WatermarkStrategy, WatermarkValve};
+use crate::time::{
+    BoundedOutOfOrderness, MAX_WATERMARK, WatermarkStrategy, WatermarkValve, now_ms,
+};
 use crossbeam_channel::{Receiver, Select, Sender};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,14 +82,6 @@ struct SourcePosition {
     max_timestamp: Option<i64>,
     /// The reader's own position, if it has one.
     reader: Option<Vec<u8>>,
-}
-
-/// Milliseconds since the epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Everything a source subtask runs with.

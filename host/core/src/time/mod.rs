@@ -1,5 +1,5 @@
 //! Event time: watermark generation at sources and watermark propagation through
-//! operators with several inputs.
+//! operators with several inputs; time rendering; and the processing-time clock.
 
 mod valve;
 mod watermark;
@@ -11,6 +11,15 @@ pub use watermark::{BoundedOutOfOrderness, WatermarkStrategy};
 pub const MIN_WATERMARK: i64 = i64::MIN;
 /// The watermark at the end of a bounded input: every window can fire.
 pub const MAX_WATERMARK: i64 = i64::MAX;
+
+/// Processing time now: the wall clock in ms since the Unix epoch (0 if the clock is set
+/// before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// Formats a time in ms since the epoch as RFC 3339 UTC with milliseconds, or `-inf` /
 /// `+inf` for the extreme watermarks.
