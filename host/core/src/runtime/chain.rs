@@ -64,6 +64,15 @@ pub struct ChainLink {
     pub check_json_output: Option<String>,
 }
 
+impl ChainLink {
+    /// Every gate of this link: main-output gates, then side-output gates.
+    fn gates(&self) -> impl Iterator<Item = &Gate> {
+        self.main_gates
+            .iter()
+            .chain(self.side_gates.iter().flat_map(|(_, g)| g))
+    }
+}
+
 /// The collector handed to link `i`: forwards to link `i + 1` and to `i`'s gates.
 struct LinkOutput<'a> {
     check_json: Option<&'a str>,
@@ -105,22 +114,11 @@ impl Collector for LinkOutput<'_> {
         if let Some(wm) = batch.last_watermark() {
             self.metrics.watermark.store(wm, Relaxed);
         }
-        let gates = self.main_gates.len();
-        let mut batch = Some(batch);
-        for (i, g) in self.main_gates.iter_mut().enumerate() {
-            let b = if i + 1 == gates && !self.chained {
-                batch.take().expect("last use")
-            } else {
-                batch.as_ref().expect("kept for later use").clone()
-            };
-            if g.send_batch(b).is_err() {
-                self.fail(ChainError::Disconnected);
-                return;
-            }
-        }
-        if self.chained
-            && let Some(batch) = batch
-        {
+        let batch = match fan_out(self.main_gates, batch, self.chained) {
+            Ok(kept) => kept,
+            Err(Disconnected) => return self.fail(ChainError::Disconnected),
+        };
+        if let Some(batch) = batch {
             if let Some(next) = self.rest.first() {
                 next.metrics
                     .records_in
@@ -140,18 +138,8 @@ impl Collector for LinkOutput<'_> {
         match self.side_gates.iter_mut().find(|(name, _)| name == output) {
             Some((_, gates)) => {
                 self.metrics.side_records_out.fetch_add(n, Relaxed);
-                let n_gates = gates.len();
-                let mut batch = Some(batch);
-                for (i, g) in gates.iter_mut().enumerate() {
-                    let b = if i + 1 == n_gates {
-                        batch.take().expect("last use")
-                    } else {
-                        batch.as_ref().expect("kept for later use").clone()
-                    };
-                    if g.send_batch(b).is_err() {
-                        self.fail(ChainError::Disconnected);
-                        return;
-                    }
+                if fan_out(gates, batch, false).is_err() {
+                    self.fail(ChainError::Disconnected);
                 }
             }
             None => {
@@ -177,6 +165,22 @@ impl Collector for LinkOutput<'_> {
             });
         }
     }
+}
+
+/// Sends `batch` through every gate (a copy to each but the last, which gets the batch
+/// itself, unless `keep`); returns the batch when `keep` (for the chained next link).
+fn fan_out(gates: &mut [Gate], batch: Batch, keep: bool) -> Result<Option<Batch>, Disconnected> {
+    let mut batch = Some(batch);
+    let last = gates.len().wrapping_sub(1);
+    for (i, g) in gates.iter_mut().enumerate() {
+        let b = if i == last && !keep {
+            batch.take().expect("last use")
+        } else {
+            batch.as_ref().expect("kept for later use").clone()
+        };
+        g.send_batch(b)?;
+    }
+    Ok(batch.filter(|_| keep))
 }
 
 /// The first value of `batch` that is not a JSON document, described.
@@ -283,14 +287,8 @@ impl Chain {
 
     /// Sends an element through every gate of every link.
     fn broadcast_all(&mut self, el: impl Fn() -> StreamElement) -> Result<(), ChainError> {
-        for link in &self.links {
-            for g in link
-                .main_gates
-                .iter()
-                .chain(link.side_gates.iter().flat_map(|(_, g)| g.iter()))
-            {
-                g.broadcast(&el)?;
-            }
+        for g in self.links.iter().flat_map(ChainLink::gates) {
+            g.broadcast(&el)?;
         }
         Ok(())
     }
@@ -395,11 +393,7 @@ impl Chain {
     /// Sends an idleness change through the head's gates and the chained links' gates.
     pub fn idle(&mut self, idle: bool) -> Result<(), ChainError> {
         for link in &self.links {
-            for g in link
-                .main_gates
-                .iter()
-                .chain(link.side_gates.iter().flat_map(|(_, g)| g.iter()))
-            {
+            for g in link.gates() {
                 g.broadcast(|| StreamElement::Idle(idle))?;
             }
             if !link.chained {

@@ -16,7 +16,6 @@ use crate::time::{
     BoundedOutOfOrderness, MAX_WATERMARK, WatermarkStrategy, WatermarkValve, now_ms,
 };
 use crossbeam_channel::{Receiver, Select, Sender};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
@@ -282,9 +281,7 @@ struct Alignment {
 struct Inputs<'a> {
     rxs: &'a [Receiver<Envelope>],
     select: Select<'a>,
-    /// Select index -> input index.
-    input_of: HashMap<usize, usize>,
-    /// Input index -> select index, while it is being read.
+    /// Input index -> its operation index in `select`, while it is being read.
     index_of: Vec<Option<usize>>,
     control: Option<usize>,
 }
@@ -292,35 +289,37 @@ struct Inputs<'a> {
 impl<'a> Inputs<'a> {
     fn new(rxs: &'a [Receiver<Envelope>], control: Option<&'a Receiver<Control>>) -> Self {
         let mut select = Select::new();
-        let mut input_of = HashMap::new();
-        let mut index_of = Vec::with_capacity(rxs.len());
-        for (i, r) in rxs.iter().enumerate() {
-            let idx = select.recv(r);
-            input_of.insert(idx, i);
-            index_of.push(Some(idx));
-        }
+        let index_of = rxs.iter().map(|r| Some(select.recv(r))).collect();
         let control = control.map(|c| select.recv(c));
         Inputs {
             rxs,
             select,
-            input_of,
             index_of,
             control,
         }
     }
 
+    /// The input whose operation index in `select` is `idx`. A subtask has a few inputs,
+    /// so a scan is cheaper than a map kept in step with `index_of`.
+    fn input_of(&self, idx: usize) -> usize {
+        self.index_of
+            .iter()
+            .position(|&i| i == Some(idx))
+            .expect("a selected input is being read")
+    }
+
     fn pause(&mut self, input: usize) {
         if let Some(idx) = self.index_of[input].take() {
             self.select.remove(idx);
-            self.input_of.remove(&idx);
         }
     }
 
-    fn resume(&mut self, input: usize) {
-        if self.index_of[input].is_none() {
-            let idx = self.select.recv(&self.rxs[input]);
-            self.input_of.insert(idx, input);
-            self.index_of[input] = Some(idx);
+    /// Reads every input that has not ended again (an alignment is over).
+    fn resume_all(&mut self, ended: &[bool]) {
+        for (input, _) in ended.iter().enumerate().filter(|(_, e)| !**e) {
+            if self.index_of[input].is_none() {
+                self.index_of[input] = Some(self.select.recv(&self.rxs[input]));
+            }
         }
     }
 }
@@ -368,7 +367,7 @@ impl InboundTask {
                             op.recv(&cp.as_ref().expect("control channel").control).ok(),
                         ),
                         Some(op) => {
-                            let i = inputs.input_of[&op.index()];
+                            let i = inputs.input_of(op.index());
                             Next::Element(i, op.recv(&rxs[i]))
                         }
                     }
@@ -393,7 +392,7 @@ impl InboundTask {
                         }
                         if aligning.as_ref().is_some_and(|a| a.barrier.id == id) {
                             aligning = None;
-                            (0..n).filter(|&i| !ended[i]).for_each(|i| inputs.resume(i));
+                            inputs.resume_all(&ended);
                         }
                     }
                     Next::Control(Some(Control::Trigger(_))) => {}
@@ -411,24 +410,22 @@ impl InboundTask {
                     Next::Element(input, Ok((_, el))) => {
                         let advanced = match el {
                             StreamElement::Batch(mut batch) => {
-                                let marks = batch.take_marks();
-                                let combined: Vec<_> = marks
-                                    .into_iter()
-                                    .filter_map(|m| {
-                                        valve.input_watermark(input, m.watermark).map(|w| {
-                                            crate::WatermarkMark {
-                                                row: m.row,
-                                                watermark: w,
-                                            }
-                                        })
-                                    })
-                                    .collect();
-                                if let Some(last) = combined.last() {
+                                // The input's marks become the valve's, in place: a mark
+                                // that does not advance the combined watermark goes.
+                                let mut marks = batch.take_marks();
+                                marks.retain_mut(|m| {
+                                    match valve.input_watermark(input, m.watermark) {
+                                        Some(w) => {
+                                            m.watermark = w;
+                                            true
+                                        }
+                                        None => false,
+                                    }
+                                });
+                                if let Some(last) = marks.last() {
                                     head_metrics.watermark.store(last.watermark, Relaxed);
                                 }
-                                batch
-                                    .set_marks(combined)
-                                    .expect("valve output is monotonic");
+                                batch.set_marks(marks).expect("valve output is monotonic");
                                 chain.process_batch(batch)?;
                                 None
                             }
@@ -440,9 +437,7 @@ impl InboundTask {
                                     Some(a) if a.barrier.id > b.id => {} // an abandoned one
                                     _ => {
                                         // A newer barrier: any older alignment was abandoned.
-                                        (0..n)
-                                            .filter(|&i| !ended[i])
-                                            .for_each(|i| inputs.resume(i));
+                                        inputs.resume_all(&ended);
                                         let mut blocked = vec![false; n];
                                         blocked[input] = true;
                                         aligning = Some(Alignment {
@@ -478,7 +473,7 @@ impl InboundTask {
                             if b.stop {
                                 stopping = Some(b.id);
                             }
-                            (0..n).filter(|&i| !ended[i]).for_each(|i| inputs.resume(i));
+                            inputs.resume_all(&ended);
                         }
                     }
                 }
