@@ -5,7 +5,7 @@
 
 use super::metadata::{CheckpointMetadata, FORMAT, SnapshotKind, SubtaskState, VertexState};
 use super::upload::{LocalSnapshot, upload};
-use super::{CheckpointConfig, checkpoint_folder, discard_checkpoint, savepoint_folder};
+use super::{CheckpointConfig, checkpoint_folder, discard_checkpoint, snapshot_folder};
 use crate::time::now_ms;
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use std::collections::{BTreeMap, VecDeque};
@@ -37,10 +37,11 @@ pub(crate) enum Control {
     Abort(u64),
 }
 
-/// A subtask's acknowledgement, sent by the uploader.
+/// A subtask's acknowledgement, sent by the uploader: its operators' state handles by
+/// vertex id and the bytes it uploaded, or why the upload failed.
 pub(crate) struct Ack {
     pub checkpoint: u64,
-    pub result: Result<Vec<(String, SubtaskState)>, String>,
+    pub result: Result<(Vec<(String, SubtaskState)>, u64), String>,
 }
 
 /// A request from the job's owner.
@@ -69,8 +70,6 @@ pub(crate) struct CoordinatorSetup {
     /// Older complete checkpoints of the job found in storage, newest first, to delete
     /// beyond the retained number once a new one completes.
     pub older: Vec<u64>,
-    /// Whether periodic checkpoints are on (savepoints work either way).
-    pub periodic: bool,
 }
 
 /// Shared with the runtime.
@@ -79,8 +78,6 @@ pub(crate) struct CoordinatorShared {
     pub running_sources: AtomicUsize,
     /// Stop: the job is over.
     pub shutdown: AtomicBool,
-    /// Latest completed checkpoint id, for metrics.
-    pub last_completed: std::sync::atomic::AtomicU64,
     /// Completed checkpoints and their durations, for the run summary.
     pub history: std::sync::Mutex<Vec<CheckpointStats>>,
 }
@@ -103,7 +100,9 @@ pub struct CheckpointStats {
 /// Handles of a started coordinator.
 pub(crate) struct Coordinator {
     pub requests: Sender<Request>,
-    pub uploads: Sender<LocalSnapshot>,
+    /// Held until [`Coordinator::shutdown`], so that the uploaders (and with them the
+    /// acknowledgement channel the coordinator selects on) outlive the subtasks.
+    uploads: Sender<LocalSnapshot>,
     pub shared: Arc<CoordinatorShared>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -114,7 +113,6 @@ impl CoordinatorShared {
         CoordinatorShared {
             running_sources: AtomicUsize::new(sources),
             shutdown: AtomicBool::new(false),
-            last_completed: Default::default(),
             history: Default::default(),
         }
     }
@@ -179,6 +177,8 @@ struct Pending {
     triggered_ms: i64,
     acks: usize,
     states: BTreeMap<String, Vec<SubtaskState>>,
+    /// Bytes the acknowledged subtasks uploaded.
+    uploaded_bytes: u64,
     reply: Option<Sender<Result<String, String>>>,
 }
 
@@ -267,7 +267,8 @@ impl Run {
             self.trigger(SnapshotKind::Savepoint, stop, Some(reply));
             return;
         }
-        if self.s.periodic
+        // A zero interval: no periodic checkpoints (savepoints work either way).
+        if !self.s.config.interval.is_zero()
             && self.sources_running()
             && self.last_end.elapsed() >= self.s.config.interval
         {
@@ -294,6 +295,7 @@ impl Run {
             triggered_ms: now_ms(),
             acks: 0,
             states: BTreeMap::new(),
+            uploaded_bytes: 0,
             reply,
         });
         if self
@@ -308,10 +310,7 @@ impl Run {
 
     fn abort(&mut self, why: String) {
         let Some(p) = self.pending.take() else { return };
-        let what = match p.barrier.kind {
-            SnapshotKind::Checkpoint => "checkpoint",
-            SnapshotKind::Savepoint => "savepoint",
-        };
+        let what = p.barrier.kind.name();
         tracing::warn!("{what} {} abandoned: {why}", p.barrier.id);
         for c in &self.s.subtasks {
             let _ = c.send(Control::Abort(p.barrier.id));
@@ -335,10 +334,11 @@ impl Run {
                 self.abort(format!("a subtask could not upload its state: {e}"));
                 return;
             }
-            Ok(states) => {
+            Ok((states, uploaded_bytes)) => {
                 for (vertex, st) in states {
                     p.states.entry(vertex).or_default().push(st);
                 }
+                p.uploaded_bytes += uploaded_bytes;
             }
         }
         p.acks += 1;
@@ -373,10 +373,7 @@ impl Run {
             max_parallelism: self.s.max_parallelism,
             vertices,
         };
-        let folder = match b.kind {
-            SnapshotKind::Checkpoint => checkpoint_folder(&self.s.job, b.id),
-            SnapshotKind::Savepoint => savepoint_folder(&self.s.job, b.id),
-        };
+        let folder = snapshot_folder(&self.s.job, b.kind, b.id);
         let bytes = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
         let storage = self.s.config.storage.clone();
         if let Err(e) = storage.put(&format!("{folder}/_metadata"), bytes) {
@@ -384,19 +381,14 @@ impl Run {
             self.abort(format!("writing its metadata failed: {e}"));
             return;
         }
-        let files = meta
+        let state_bytes = meta
             .vertices
             .values()
             .flat_map(|v| &v.subtasks)
             .filter_map(|s| s.keyed.as_ref())
-            .flat_map(|k| &k.files);
-        let (mut state_bytes, mut uploaded_bytes) = (0, 0);
-        for f in files {
-            state_bytes += f.size;
-            if !f.immutable || f.path.contains(&format!("/{}-", b.id)) {
-                uploaded_bytes += f.size;
-            }
-        }
+            .flat_map(|k| &k.files)
+            .map(|f| f.size)
+            .sum();
         self.shared
             .history
             .lock()
@@ -405,10 +397,9 @@ impl Run {
                 id: b.id,
                 kind: b.kind,
                 duration: p.triggered.elapsed(),
-                uploaded_bytes,
+                uploaded_bytes: p.uploaded_bytes,
                 state_bytes,
             });
-        self.shared.last_completed.store(b.id, Relaxed);
         tracing::debug!(id = b.id, "complete");
         for c in &self.s.subtasks {
             let _ = c.send(Control::Complete(b.id));

@@ -20,6 +20,16 @@ pub enum SnapshotKind {
     Savepoint,
 }
 
+impl SnapshotKind {
+    /// `checkpoint` or `savepoint`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SnapshotKind::Checkpoint => "checkpoint",
+            SnapshotKind::Savepoint => "savepoint",
+        }
+    }
+}
+
 /// The contents of a `_metadata` file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMetadata {

@@ -37,7 +37,8 @@ use std::time::Duration;
 /// How a job checkpoints.
 #[derive(Clone)]
 pub struct CheckpointConfig {
-    /// Time between the end of one checkpoint and the trigger of the next.
+    /// Time between the end of one checkpoint and the trigger of the next; zero: no
+    /// periodic checkpoints (savepoints only).
     pub interval: Duration,
     /// Where checkpoints and savepoints go.
     pub storage: Arc<dyn CheckpointStorage>,
@@ -80,6 +81,14 @@ pub fn checkpoint_folder(job: &str, id: u64) -> String {
 /// The folder of savepoint `id` of `job`.
 pub fn savepoint_folder(job: &str, id: u64) -> String {
     format!("savepoints/{}-{id}", job_folder(job))
+}
+
+/// The folder of checkpoint or savepoint `id` of `job`.
+pub(crate) fn snapshot_folder(job: &str, kind: SnapshotKind, id: u64) -> String {
+    match kind {
+        SnapshotKind::Checkpoint => checkpoint_folder(job, id),
+        SnapshotKind::Savepoint => savepoint_folder(job, id),
+    }
 }
 
 /// The ids of `job`'s checkpoints that have a metadata file, newest first.

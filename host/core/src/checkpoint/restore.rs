@@ -204,7 +204,8 @@ impl KeyedRestore<'_> {
                 key[2..4].copy_from_slice(&new_id.to_be_bytes());
                 backend.put(&key, v).map_err(|e| format!("{ctx}: {e}"))
             };
-            if h.format == PORTABLE || h.format == "heap" {
+            // Portable and heap snapshots are state files that any backend loads.
+            if h.format == PORTABLE || h.format == crate::state::HEAP {
                 for f in &h.files {
                     let local = point.download(f, &scratch)?;
                     read_kv_file(&local, |k, v| copy(k, v).map_err(crate::state::StateError))

@@ -3,7 +3,7 @@
 //! uploaded: incremental checkpoints) and describing them for the metadata.
 
 use super::metadata::{FileHandle, KeyedStateHandle, SnapshotKind, SubtaskState};
-use super::{CheckpointStorage, checkpoint_folder, job_folder, savepoint_folder};
+use super::{CheckpointStorage, job_folder, snapshot_folder};
 use crate::state::{SnapshotFile, StateDescriptor};
 use std::collections::HashMap;
 use std::io::Read;
@@ -39,16 +39,16 @@ pub(crate) struct LocalSnapshot {
     pub dir: PathBuf,
 }
 
-/// Uploads `snap` for `job`; returns each operator subtask's state handle by vertex id.
+/// Uploads `snap` for `job`; returns each operator subtask's state handle by vertex id,
+/// and the bytes uploaded (files reused from an earlier checkpoint not counted). Errors
+/// name the operator subtask and the file.
 pub(crate) fn upload(
     storage: &dyn CheckpointStorage,
     job: &str,
     snap: LocalSnapshot,
-) -> Result<Vec<(String, SubtaskState)>, String> {
-    let folder = match snap.kind {
-        SnapshotKind::Checkpoint => checkpoint_folder(job, snap.checkpoint),
-        SnapshotKind::Savepoint => savepoint_folder(job, snap.checkpoint),
-    };
+) -> Result<(Vec<(String, SubtaskState)>, u64), String> {
+    let folder = snapshot_folder(job, snap.kind, snap.checkpoint);
+    let mut uploaded_bytes = 0;
     let result = (|| {
         let mut out = Vec::with_capacity(snap.states.len());
         for st in snap.states {
@@ -75,10 +75,14 @@ pub(crate) fn upload(
                         } else {
                             format!("{folder}/{}/{}/{}", st.vertex_id, st.subtask, f.name)
                         };
-                        let (size, xxh3) = file_digest(&f.path)?;
-                        storage
-                            .put_file(&path, &f.path)
-                            .map_err(|e| format!("uploading {}: {e}", f.path.display()))?;
+                        let in_subtask = |e: String| {
+                            format!("'{}' (subtask {}): {e}", st.vertex_id, st.subtask + 1)
+                        };
+                        let (size, xxh3) = file_digest(&f.path).map_err(in_subtask)?;
+                        storage.put_file(&path, &f.path).map_err(|e| {
+                            in_subtask(format!("uploading {}: {e}", f.path.display()))
+                        })?;
+                        uploaded_bytes += size;
                         handles.push(FileHandle {
                             name: f.name.clone(),
                             path,
@@ -114,7 +118,7 @@ pub(crate) fn upload(
         Ok(out)
     })();
     let _ = std::fs::remove_dir_all(&snap.dir);
-    result
+    result.map(|states| (states, uploaded_bytes))
 }
 
 /// Size and xxh3-64 of a local file.
@@ -134,4 +138,90 @@ pub(crate) fn file_digest(path: &Path) -> Result<(u64, u64), String> {
         h.update(&buf[..n]);
     }
     Ok((size, h.digest()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::MemoryStorage;
+    use crate::state::SnapshotFile;
+
+    /// A snapshot of one keyed subtask with an immutable 1000-byte file and a mutable
+    /// 10-byte one, written to `dir`.
+    fn snapshot(dir: &Path, id: u64, kind: SnapshotKind, uploaded: &Uploaded) -> LocalSnapshot {
+        let local = dir.join(format!("{id}"));
+        std::fs::create_dir_all(&local).unwrap();
+        let file = |name: &str, len: usize, immutable: bool| {
+            let path = local.join(name);
+            std::fs::write(&path, vec![7u8; len]).unwrap();
+            SnapshotFile {
+                name: name.into(),
+                path,
+                immutable,
+            }
+        };
+        LocalSnapshot {
+            checkpoint: id,
+            kind,
+            states: vec![LocalState {
+                vertex_id: "v".into(),
+                subtask: 0,
+                keyed: Some(LocalKeyed {
+                    format: "test".into(),
+                    key_groups: (0, 128),
+                    states: Vec::new(),
+                    files: vec![file("000001.sst", 1000, true), file("MANIFEST", 10, false)],
+                    uploaded: uploaded.clone(),
+                }),
+                operator_state: None,
+            }],
+            dir: local,
+        }
+    }
+
+    #[test]
+    fn immutable_files_are_uploaded_once_per_subtask_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = MemoryStorage::new();
+        let uploaded = Uploaded::default();
+        let up = |id, kind| {
+            let (states, bytes) =
+                upload(&storage, "j", snapshot(dir.path(), id, kind, &uploaded)).unwrap();
+            let files = states[0].1.keyed.as_ref().unwrap().files.clone();
+            (files, bytes)
+        };
+        let (first, bytes) = up(1, SnapshotKind::Checkpoint);
+        assert_eq!(bytes, 1010, "both files uploaded");
+        assert_eq!(first[0].path, "j/shared/v/0/1-000001.sst");
+        let (second, bytes) = up(2, SnapshotKind::Checkpoint);
+        assert_eq!(
+            bytes, 10,
+            "the immutable file is reused, not uploaded again"
+        );
+        assert_eq!(second[0], first[0]);
+        assert_eq!(second[1].path, "j/chk-2/v/0/MANIFEST");
+        // A savepoint is self-contained: it uploads everything into its own folder.
+        let (sp, bytes) = up(3, SnapshotKind::Savepoint);
+        assert_eq!(bytes, 1010);
+        assert!(
+            sp.iter()
+                .all(|f| f.path.starts_with("savepoints/j-3/") && !f.immutable)
+        );
+        assert!(storage.get("savepoints/j-3/v/0/000001.sst").is_ok());
+    }
+
+    #[test]
+    fn an_upload_error_names_the_operator_subtask_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploaded = Uploaded::default();
+        let snap = snapshot(dir.path(), 1, SnapshotKind::Checkpoint, &uploaded);
+        std::fs::remove_file(dir.path().join("1").join("MANIFEST")).unwrap();
+        let e = upload(&MemoryStorage::new(), "j", snap)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            e.contains("'v' (subtask 1)") && e.contains("MANIFEST"),
+            "{e}"
+        );
+    }
 }

@@ -309,7 +309,6 @@ pub fn start_with(
             let setup = CoordinatorSetup {
                 job: graph.name.clone(),
                 max_parallelism: graph.config.max_parallelism,
-                periodic: !config.interval.is_zero(),
                 config,
                 vertices: graph
                     .vertices

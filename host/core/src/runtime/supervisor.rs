@@ -110,7 +110,7 @@ impl Supervisor {
             events: Mutex::new(Vec::new()),
         });
         let running: Arc<Mutex<Option<RunningJobRef>>> = Arc::new(Mutex::new(None));
-        let first = Attempt::new(&graph, &metrics, &shared).start(Some(from))?;
+        let first = Attempt::new(&graph, &metrics, &shared).start(from)?;
         *lock(&running) = Some(first);
         let (g, m, sh, r) = (graph, metrics.clone(), shared.clone(), running.clone());
         let thread = std::thread::Builder::new()
@@ -214,11 +214,11 @@ impl<'a> Attempt<'a> {
         lock(&self.shared.events).push(msg);
     }
 
-    /// The restore point for `from` (`None`: the latest usable checkpoint).
-    fn restore_point(&self, from: Option<StartFrom>) -> Result<Option<RestorePoint>, JobError> {
+    /// The restore point for `from`.
+    fn restore_point(&self, from: StartFrom) -> Result<Option<RestorePoint>, JobError> {
         let Some(config) = &self.graph.durability.checkpoints else {
             return match from {
-                Some(StartFrom::Savepoint { folder, .. }) => Err(JobError(format!(
+                StartFrom::Savepoint { folder, .. } => Err(JobError(format!(
                     "cannot restore from {folder}: the job has no checkpoint storage (set `checkpoints`)"
                 ))),
                 _ => Ok(None),
@@ -227,17 +227,17 @@ impl<'a> Attempt<'a> {
         let storage = config.storage.clone();
         let scratch = self.graph.durability.state_dir.join("verify");
         match from {
-            Some(StartFrom::Scratch) => Ok(None),
-            Some(StartFrom::Savepoint {
+            StartFrom::Scratch => Ok(None),
+            StartFrom::Savepoint {
                 folder,
                 allow_non_restored_state,
-            }) => {
+            } => {
                 let mut p = RestorePoint::load(storage, &folder).map_err(JobError)?;
                 p.verify(&scratch).map_err(JobError)?;
                 p.allow_non_restored_state = allow_non_restored_state;
                 Ok(Some(p))
             }
-            Some(StartFrom::Latest) | None => {
+            StartFrom::Latest => {
                 let ids = list_checkpoints(storage.as_ref(), &self.graph.name).map_err(|e| {
                     JobError(format!(
                         "listing checkpoints in {}: {e}",
@@ -260,7 +260,7 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    fn start(&self, from: Option<StartFrom>) -> Result<RunningJobRef, JobError> {
+    fn start(&self, from: StartFrom) -> Result<RunningJobRef, JobError> {
         let point = self.restore_point(from)?;
         if let Some(p) = &point {
             tracing::info!("restoring from {}", p.folder);
@@ -283,22 +283,16 @@ fn supervise(
         while !job.is_finished() {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let finished = lock(&running).take().expect("the attempt");
+        let mut finished = lock(&running).take().expect("the attempt");
         drop(job);
         let history = finished.checkpoints();
-        let result = match Arc::try_unwrap(finished) {
-            Ok(j) => j.join(),
-            Err(j) => {
-                // A savepoint request still holds it: wait for the holder to let go.
-                let mut j = j;
-                loop {
-                    match Arc::try_unwrap(j) {
-                        Ok(j) => break j.join(),
-                        Err(again) => {
-                            j = again;
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                    }
+        let result = loop {
+            match Arc::try_unwrap(finished) {
+                Ok(j) => break j.join(),
+                Err(held) => {
+                    // A savepoint request still holds it: wait for the holder to let go.
+                    finished = held;
+                    std::thread::sleep(Duration::from_millis(5));
                 }
             }
         };
@@ -360,7 +354,8 @@ fn supervise(
                 std::thread::sleep(Duration::from_millis(5).min(until - Instant::now()));
             }
             shared.restarts.fetch_add(1, Relaxed);
-            match attempt.start(None) {
+            // A restart resumes from the latest usable checkpoint.
+            match attempt.start(StartFrom::Latest) {
                 Ok(j) => {
                     *lock(&running) = Some(j);
                     break;

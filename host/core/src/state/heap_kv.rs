@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 /// The name of the heap backend's one snapshot file.
 const FILE: &str = "heap.kv";
 
+/// The heap backend's kind. Its snapshot is one portable state file
+/// ([`super::kvfile`]).
+pub(crate) const HEAP: &str = "heap";
+
 /// Keyed state in an ordered map on the heap: for state that fits in memory.
 #[derive(Default)]
 pub struct HeapKvBackend {
@@ -29,7 +33,7 @@ impl HeapKvBackend {
 
 impl KvBackend for HeapKvBackend {
     fn kind(&self) -> &'static str {
-        "heap"
+        HEAP
     }
 
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -94,7 +98,7 @@ impl KvBackend for HeapKvBackend {
         }
         w.finish()?;
         Ok(BackendSnapshot {
-            kind: "heap".into(),
+            kind: HEAP.into(),
             files: vec![SnapshotFile {
                 name: FILE.into(),
                 path,
@@ -113,7 +117,7 @@ pub struct HeapKvBackendFactory;
 
 impl KvBackendFactory for HeapKvBackendFactory {
     fn kind(&self) -> &'static str {
-        "heap"
+        HEAP
     }
 
     fn create(&self, _dir: &Path) -> Result<Box<dyn KvBackend>, StateError> {

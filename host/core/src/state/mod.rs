@@ -14,6 +14,7 @@ mod store;
 
 pub use backend::{BackendSnapshot, KvBackend, KvBackendFactory, ScanFn, SnapshotFile, StateError};
 pub use heap::HeapKeyedState;
+pub(crate) use heap_kv::HEAP;
 pub use heap_kv::{HeapKvBackend, HeapKvBackendFactory};
 pub use store::{
     Clock, KeyedStateStore, MapEntries, StateDescriptor, StateId, StateKind, TimeDomain, Timer,
