@@ -60,7 +60,8 @@ fn delete_strays(path: &Path, keep: &[u64]) -> Result<(), ConnectorError> {
     let prefix = format!(".{name}.");
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(dir, "cannot list", e)),
     };
     for e in entries.flatten() {
         let f = e.file_name().to_string_lossy().into_owned();
@@ -78,17 +79,23 @@ fn delete_strays(path: &Path, keep: &[u64]) -> Result<(), ConnectorError> {
     Ok(())
 }
 
-/// Appends the file at `from` to `to`, syncs `to`, and deletes `from`.
-fn append(from: &Path, to: &Path) -> Result<(), ConnectorError> {
-    let mut src = File::open(from).map_err(|e| err(from, "cannot open", e))?;
+/// Appends the files `from` to `to` in order, syncs `to` once, then deletes them.
+fn append(from: &[PathBuf], to: &Path) -> Result<(), ConnectorError> {
     let mut dst = OpenOptions::new()
         .append(true)
         .create(true)
         .open(to)
         .map_err(|e| err(to, "cannot open", e))?;
-    std::io::copy(&mut src, &mut dst).map_err(|e| err(to, "append failed", e))?;
+    for f in from {
+        let mut src = File::open(f).map_err(|e| err(f, "cannot open", e))?;
+        std::io::copy(&mut src, &mut dst)
+            .map_err(|e| err(to, &format!("appending {} failed", f.display()), e))?;
+    }
     dst.sync_all().map_err(|e| err(to, "sync failed", e))?;
-    std::fs::remove_file(from).map_err(|e| err(from, "cannot delete", e))
+    for f in from {
+        std::fs::remove_file(f).map_err(|e| err(f, "cannot delete", e))?;
+    }
+    Ok(())
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), ConnectorError> {
@@ -111,7 +118,7 @@ pub(crate) fn recover(state: &TxState) -> Result<u64, ConnectorError> {
         let p = pending_path(path, checkpoint);
         if p.exists() {
             truncate(path, len)?;
-            append(&p, path)?;
+            append(&[p], path)?;
         } else {
             let have = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             if have < len + size {
@@ -169,13 +176,14 @@ impl TxFile {
             .map_err(|e| err(&self.staging_path, "write failed", e))
     }
 
-    /// Seals what was written since the last pre-commit as checkpoint `checkpoint`'s.
+    /// Seals what was written since the last pre-commit as checkpoint `checkpoint`'s
+    /// (nothing to sync or rename when nothing was written).
     pub fn pre_commit(&mut self, checkpoint: u64) -> Result<TxState, ConnectorError> {
-        self.staging
-            .flush()
-            .and_then(|_| self.staging.get_ref().sync_all())
-            .map_err(|e| err(&self.staging_path, "sync failed", e))?;
         if self.staged > 0 {
+            self.staging
+                .flush()
+                .and_then(|_| self.staging.get_ref().sync_all())
+                .map_err(|e| err(&self.staging_path, "sync failed", e))?;
             let p = pending_path(&self.path, checkpoint);
             std::fs::rename(&self.staging_path, &p).map_err(|e| err(&p, "cannot rename", e))?;
             self.pending.push((checkpoint, self.staged));
@@ -191,31 +199,40 @@ impl TxFile {
         })
     }
 
-    /// Appends the pending output of checkpoints up to `checkpoint` to the file.
+    /// Appends the pending output of checkpoints up to `checkpoint` to the file (one
+    /// sync for all of them).
     pub fn commit(&mut self, checkpoint: u64) -> Result<(), ConnectorError> {
-        while let Some(&(c, size)) = self.pending.first() {
-            if c > checkpoint {
-                break;
-            }
-            append(&pending_path(&self.path, c), &self.path)?;
-            self.committed_len += size;
-            self.pending.remove(0);
+        let due = self.pending.partition_point(|&(c, _)| c <= checkpoint);
+        if due > 0 {
+            append(&self.pending_files(due), &self.path)?;
+            self.committed_len += self.pending.drain(..due).map(|(_, size)| size).sum::<u64>();
         }
         Ok(())
     }
 
     /// Commits everything (the end of the input) and removes the staging file. The staged
-    /// tail goes straight into the file, synced once: no checkpoint claims it, so a crash
-    /// before this returns is recovered from the last checkpoint like any other.
+    /// tail goes straight into the file after the pending output, synced once with it: no
+    /// checkpoint claims it, so a crash before this returns is recovered from the last
+    /// checkpoint like any other.
     pub fn finish(&mut self) -> Result<(), ConnectorError> {
-        self.commit(u64::MAX)?;
         self.staging
             .flush()
             .map_err(|e| err(&self.staging_path, "flush failed", e))?;
-        append(&self.staging_path, &self.path)?;
+        let mut files = self.pending_files(self.pending.len());
+        files.push(self.staging_path.clone());
+        append(&files, &self.path)?;
+        self.committed_len += self.pending.drain(..).map(|(_, size)| size).sum::<u64>();
         self.committed_len += self.staged;
         self.staged = 0;
         Ok(())
+    }
+
+    /// The files of the first `n` pending checkpoints.
+    fn pending_files(&self, n: usize) -> Vec<PathBuf> {
+        self.pending[..n]
+            .iter()
+            .map(|&(c, _)| pending_path(&self.path, c))
+            .collect()
     }
 }
 
@@ -261,8 +278,23 @@ mod tests {
         assert_eq!(s1.pending, vec![(1, 2)]);
         let mut f = TxFile::open(&out, 4).unwrap();
         f.write(b"d\n").unwrap();
+        f.pre_commit(4).unwrap();
+        f.write(b"e\n").unwrap();
+        let s5 = f.pre_commit(5).unwrap();
+        assert_eq!(s5.pending, vec![(4, 2), (5, 2)]);
+        // Nothing written since: nothing to seal.
+        assert_eq!(f.pre_commit(6).unwrap(), s5);
+        assert!(!pending_path(&out, 6).exists());
+        f.write(b"f\n").unwrap();
+        // One commit appends both pending checkpoints, in order.
+        f.commit(6).unwrap();
+        assert_eq!(read(&out), "a\nb\nd\ne\n");
+        f.write(b"g\n").unwrap();
+        assert_eq!(f.pre_commit(7).unwrap().pending, vec![(7, 4)]);
+        f.write(b"h\n").unwrap();
+        // The end: the pending checkpoint, then the staged tail.
         f.finish().unwrap();
-        assert_eq!(read(&out), "a\nb\nd\n");
+        assert_eq!(read(&out), "a\nb\nd\ne\nf\ng\nh\n");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
