@@ -1,5 +1,6 @@
 //! The JSON-lines file source: one event per non-blank line, the event time read from a
-//! top-level member, the value the line itself (JSON). Parallelism 1.
+//! top-level member, the key from another (optional), the value the line itself (JSON).
+//! Parallelism 1.
 
 use crate::time::TimeFormat;
 use crate::{ConnectorError, input_path, open_buffered, parse_options};
@@ -11,7 +12,7 @@ use sluice_core::format::ValueFormat;
 use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Deserialize)]
@@ -21,8 +22,9 @@ struct Options {
     #[serde(default)]
     sha256: Option<String>,
     event_time: EventTimeOpt,
-    /// A member whose value becomes the event key (a string as its UTF-8 bytes, a number
-    /// as its JSON text); default: an empty key.
+    /// A member whose value becomes the event key (a string as its UTF-8 bytes, an
+    /// integer in decimal, another number as the shortest decimal that reads back, so
+    /// `1.0` is `1`); default: an empty key.
     #[serde(default)]
     key: Option<String>,
 }
@@ -44,6 +46,13 @@ enum JsonTimeFormat {
 
 /// The factory of a JSON-lines source; see the module docs.
 pub(crate) struct JsonlSourceFactory {
+    lines: LineFormat,
+}
+
+/// How a line is read: the file (for errors), the event time member and its format,
+/// and the key member.
+#[derive(Clone)]
+struct LineFormat {
     path: PathBuf,
     field: String,
     format: JsonTimeFormat,
@@ -59,10 +68,12 @@ impl JsonlSourceFactory {
         let o: Options = parse_options(options, field)?;
         let path = input_path(&o.path, o.sha256.as_deref(), spec_dir, field)?;
         Ok(JsonlSourceFactory {
-            path,
-            field: o.event_time.field,
-            format: o.event_time.format,
-            key: o.key,
+            lines: LineFormat {
+                path,
+                field: o.event_time.field,
+                format: o.event_time.format,
+                key: o.key,
+            },
         })
     }
 }
@@ -82,35 +93,31 @@ impl SourceFactory for JsonlSourceFactory {
         _parallelism: usize,
     ) -> Result<Box<dyn SourceReader>, ConnectorError> {
         let reader = if subtask == 0 {
-            Some(open_buffered(&self.path)?)
+            Some(open_buffered(&self.lines.path)?)
         } else {
             None
         };
         Ok(Box::new(JsonlReader {
-            path: self.path.clone(),
-            field: self.field.clone(),
-            format: self.format,
-            key: self.key.clone(),
-            key_buf: Vec::new(),
+            lines: self.lines.clone(),
             reader,
             line: Vec::new(),
             line_no: 0,
+            key: Vec::new(),
         }))
     }
 }
 
 struct JsonlReader {
-    path: PathBuf,
-    field: String,
-    format: JsonTimeFormat,
-    key: Option<String>,
-    key_buf: Vec<u8>,
+    lines: LineFormat,
     reader: Option<BufReader<File>>,
+    /// The current line, and its 1-based number.
     line: Vec<u8>,
     line_no: u64,
+    /// The current line's key.
+    key: Vec<u8>,
 }
 
-/// The time member as found in a line.
+/// The time or key member as found in a line.
 enum TimeValue<'a> {
     Int(i64),
     Float(f64),
@@ -202,13 +209,14 @@ impl<'de> Deserialize<'de> for TimeValueDe<'de> {
     }
 }
 
-impl JsonlReader {
-    fn err(&self, what: String) -> ConnectorError {
-        ConnectorError(format!("{}:{}: {what}", self.path.display(), self.line_no))
+impl LineFormat {
+    fn err(&self, line_no: u64, what: String) -> ConnectorError {
+        ConnectorError(format!("{}:{line_no}: {what}", self.path.display()))
     }
 
-    /// The event time and key of a line (the key into `key`).
-    fn time_of(&self, text: &[u8], key: &mut Vec<u8>) -> Result<i64, ConnectorError> {
+    /// The event time of line `line_no`, `text`; its key goes into `key`.
+    fn read(&self, line_no: u64, text: &[u8], key: &mut Vec<u8>) -> Result<i64, ConnectorError> {
+        let err = |what: String| self.err(line_no, what);
         let mut de = serde_json::Deserializer::from_slice(text);
         let (found, key_found) = Probe {
             field: &self.field,
@@ -216,23 +224,25 @@ impl JsonlReader {
         }
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|_| v))
-        .map_err(|e| self.err(format!("invalid JSON: {e}")))?;
+        .map_err(|e| err(format!("invalid JSON: {e}")))?;
         key.clear();
         if let Some(name) = &self.key {
+            // Numbers are written as Rust displays them, straight into the buffer.
+            const INFALLIBLE: &str = "writing into a Vec does not fail";
             match key_found {
                 Some(TimeValue::Str(s)) => key.extend_from_slice(s.as_bytes()),
-                Some(TimeValue::Int(v)) => key.extend_from_slice(v.to_string().as_bytes()),
-                Some(TimeValue::Float(v)) => key.extend_from_slice(v.to_string().as_bytes()),
+                Some(TimeValue::Int(v)) => write!(key, "{v}").expect(INFALLIBLE),
+                Some(TimeValue::Float(v)) => write!(key, "{v}").expect(INFALLIBLE),
                 Some(TimeValue::Other(what)) => {
-                    return Err(self.err(format!(
+                    return Err(err(format!(
                         "key member '{name}': expected a string or a number, found {what}"
                     )));
                 }
-                None => return Err(self.err(format!("no member '{name}' (the key)"))),
+                None => return Err(err(format!("no member '{name}' (the key)"))),
             }
         }
         let field = &self.field;
-        let v = found.ok_or_else(|| self.err(format!("no member '{field}' (the event time)")))?;
+        let v = found.ok_or_else(|| err(format!("no member '{field}' (the event time)")))?;
         let r = match (self.format, v) {
             (JsonTimeFormat::EpochMs, TimeValue::Int(v)) => Ok(v),
             (JsonTimeFormat::EpochMs, TimeValue::Float(v)) if v.is_finite() => Ok(v.round() as i64),
@@ -249,7 +259,7 @@ impl JsonlReader {
             (_, TimeValue::Other(what)) => Err(format!("expected a number, found {what}")),
             (_, _) => Err("expected a finite number".to_string()),
         };
-        r.map_err(|e| self.err(format!("event time member '{field}': {e}")))
+        r.map_err(|e| err(format!("event time member '{field}': {e}")))
     }
 }
 
@@ -265,9 +275,9 @@ impl SourceReader for JsonlReader {
                 break;
             };
             self.line.clear();
-            let read = reader.read_until(b'\n', &mut self.line).map_err(|e| {
-                ConnectorError(format!("{}:{}: {e}", self.path.display(), self.line_no + 1))
-            })?;
+            let read = reader
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| self.lines.err(self.line_no + 1, e.to_string()))?;
             if read == 0 {
                 self.reader = None;
                 break;
@@ -277,10 +287,8 @@ impl SourceReader for JsonlReader {
             if text.is_empty() {
                 continue;
             }
-            let mut key = std::mem::take(&mut self.key_buf);
-            let ts = self.time_of(text, &mut key);
-            self.key_buf = key;
-            batch.push(ts?, &self.key_buf, text);
+            let ts = self.lines.read(self.line_no, text, &mut self.key)?;
+            batch.push(ts, &self.key, text);
             n += 1;
         }
         Ok(if n == 0 {

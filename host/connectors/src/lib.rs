@@ -43,10 +43,13 @@
 //!   UTF-8 text) or `packed` with `schema: [{name, type}]`, one entry per CSV column,
 //!   types as [`sluice_packed::FieldType::parse`] names them.
 //!
-//! **`jsonl`**: one event per non-blank line, the value the line itself (JSON), with an
-//! empty key; parallelism 1.
+//! **`jsonl`**: one event per non-blank line, the value the line itself (JSON);
+//! parallelism 1.
 //! * `event_time: {field, format}`: a top-level member; `format` is `epoch_ms`,
 //!   `epoch_s` or `rfc3339`.
+//! * `key`: a top-level member whose value is the event key (a string as its UTF-8
+//!   bytes, an integer in decimal, another number as the shortest decimal that reads
+//!   back); default: an empty key.
 //!
 //! # Sinks
 //!
@@ -103,7 +106,7 @@ pub const SINK_CONNECTORS: &[&str] = &["jsonl", "stdout"];
 ///   (expression), `value_format` (`packed` | `json`).
 /// * `csv`: `path`, `sha256`, `has_header`, `delimiter`, `event_time: {column, format}`,
 ///   `value_format` (`text` | `packed`), `schema: [{name, type}]`.
-/// * `jsonl`: `path`, `sha256`, `event_time: {field, format}`.
+/// * `jsonl`: `path`, `sha256`, `event_time: {field, format}`, `key`.
 ///
 /// Errors: unknown connector (listing the known ones), bad options (naming the field
 /// path), unreadable input.

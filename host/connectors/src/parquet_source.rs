@@ -25,7 +25,7 @@ use serde::Deserialize;
 use sluice_core::batch::Batch;
 use sluice_core::connector::{SourceFactory, SourcePoll, SourceReader};
 use sluice_core::format::{PackedField, PackedSchema, ValueFormat};
-use sluice_packed::FieldType;
+use sluice_packed::{FieldType, Writer};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -448,25 +448,24 @@ impl Col {
         }
     }
 
-    /// Appends row `i` as a packed field (the column has no null there).
+    /// Appends row `i` as a packed field of the type [`packed_type`] gives the column
+    /// (the column has no null there).
     #[inline]
-    fn write_packed(&self, i: usize, buf: &mut Vec<u8>) {
+    fn write_packed(&self, i: usize, w: &mut Writer<'_>) {
         match self {
-            Col::I8(v) => buf.extend_from_slice(&(v[i] as i32).to_le_bytes()),
-            Col::I16(v) => buf.extend_from_slice(&(v[i] as i32).to_le_bytes()),
-            Col::I32(v) => buf.extend_from_slice(&v[i].to_le_bytes()),
-            Col::F16(_) | Col::F32(_) | Col::F64(_) => {
-                buf.extend_from_slice(&self.float(i).to_le_bytes())
-            }
-            Col::Bool(a) => buf.push(a.value(i) as u8),
-            Col::Str(a) => put_bytes(buf, a.value(i).as_bytes()),
-            Col::LargeStr(a) => put_bytes(buf, a.value(i).as_bytes()),
-            Col::StrView(a) => put_bytes(buf, a.value(i).as_bytes()),
-            Col::Bin(a) => put_bytes(buf, a.value(i)),
-            Col::LargeBin(a) => put_bytes(buf, a.value(i)),
-            Col::BinView(a) => put_bytes(buf, a.value(i)),
-            _ => buf.extend_from_slice(&self.int(i).to_le_bytes()),
-        }
+            Col::I8(v) => w.i32(v[i] as i32),
+            Col::I16(v) => w.i32(v[i] as i32),
+            Col::I32(v) => w.i32(v[i]),
+            Col::F16(_) | Col::F32(_) | Col::F64(_) => w.f64(self.float(i)),
+            Col::Bool(a) => w.bool(a.value(i)),
+            Col::Str(a) => w.str(a.value(i)),
+            Col::LargeStr(a) => w.str(a.value(i)),
+            Col::StrView(a) => w.str(a.value(i)),
+            Col::Bin(a) => w.bytes(a.value(i)),
+            Col::LargeBin(a) => w.bytes(a.value(i)),
+            Col::BinView(a) => w.bytes(a.value(i)),
+            _ => w.i64(self.int(i)),
+        };
     }
 
     /// Appends row `i` as a JSON value (the caller handles nulls).
@@ -500,12 +499,6 @@ fn scale(v: i64, mul: i64, div: i64) -> i64 {
     } else {
         v.div_euclid(div)
     }
-}
-
-#[inline]
-fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
-    buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    buf.extend_from_slice(b);
 }
 
 /// Binary in JSON: a string if it is UTF-8, else an array of byte values.
@@ -599,19 +592,17 @@ impl ParquetReader {
         for name in &self.f.columns {
             let a = col(name);
             let nulls = a.nulls().filter(|n| n.null_count() > 0).cloned();
-            if let Some(n) = &nulls
-                && !self.f.json
-            {
-                let r = n.iter().position(|v| !v).expect("a null");
-                return Err(self.err_at(
-                    start + r,
-                    format!("column '{name}' is null, which a packed value cannot hold (use value_format: json, where it is null)"),
-                ));
-            }
-            if let DataType::UInt64 = a.data_type() {
-                let v = a.as_primitive::<UInt64Type>();
-                if let Some(r) = (0..len).find(|&r| v.is_valid(r) && v.value(r) > i64::MAX as u64)
-                    && !self.f.json
+            // A packed value holds no null, and its i64 not every u64 (JSON holds both).
+            if !self.f.json {
+                if let Some(n) = &nulls {
+                    let r = n.iter().position(|v| !v).expect("a null");
+                    return Err(self.err_at(
+                        start + r,
+                        format!("column '{name}' is null, which a packed value cannot hold (use value_format: json, where it is null)"),
+                    ));
+                }
+                if let Some(v) = a.as_primitive_opt::<UInt64Type>()
+                    && let Some(r) = v.values().iter().position(|&x| x > i64::MAX as u64)
                 {
                     return Err(self.err_at(
                         start + r,
@@ -795,8 +786,9 @@ fn emit(chunk: &Chunk, i: usize, json: bool, prefixes: &[Vec<u8>], batch: &mut B
             }
             buf.push(b'}');
         } else {
+            let mut w = Writer::new(buf);
             for (c, _) in &chunk.cols {
-                c.write_packed(i, buf);
+                c.write_packed(i, &mut w);
             }
         }
     });

@@ -191,6 +191,28 @@ fn parquet_nulls_are_errors_in_packed_and_null_in_json() {
     assert!(text.starts_with("{\"maybe\":0,\"name\":"), "{text}");
 }
 
+#[test]
+fn parquet_u64_beyond_i64_is_an_error_in_packed_and_exact_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = RecordBatch::try_from_iter(vec![
+        ("t", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+        (
+            "n",
+            Arc::new(arrow_array::UInt64Array::from(vec![5, u64::MAX, 7])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    write_parquet(&dir.path().join("u.parquet"), &t, 100);
+    let o = |fmt: &str| json!({"path": "u.parquet", "event_time": "t", "value_format": fmt});
+    let e = drain(&source("parquet", o("packed"), dir.path()).unwrap(), 0, 1).unwrap_err();
+    assert!(
+        e.contains("u.parquet: row 1 (0-based): column 'n' holds 18446744073709551615, which does not fit in an i64"),
+        "{e}"
+    );
+    let b = drain(&source("parquet", o("json"), dir.path()).unwrap(), 0, 1).unwrap();
+    assert_eq!(b.value(1), br#"{"t":2,"n":18446744073709551615}"#);
+}
+
 /// A table of `n` rows: `id` (row number), `date` (timestamp ms, many ties), `delay`.
 fn flights_like(n: usize) -> (RecordBatch, Vec<i64>, Vec<i32>) {
     let mut x: u64 = 12345;
@@ -261,7 +283,6 @@ fn parquet_order_by_sorts_stably() {
     )
     .unwrap();
     let b = drain(&f, 0, 1).unwrap();
-    want.sort_by_key(|&i| -(delays[i] as i64 - 3) / 2);
     let mut want2: Vec<usize> = (0..n).collect();
     want2.sort_by_key(|&i| -(delays[i] as i64 - 3) / 2);
     assert_eq!(ids(&b), want2.iter().map(|&i| i as i64).collect::<Vec<_>>());
@@ -442,6 +463,11 @@ fn sha256_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.jsonl"), "{\"t\": 1}\n").unwrap();
     let good = crate::dataset::sha256_file(&dir.path().join("a.jsonl")).unwrap();
+    // As `printf '{"t": 1}\n' | sha256sum` gives it.
+    assert_eq!(
+        good,
+        "1f0815cc7721e69167e468ea09127f28bc7fd819ffc4304d71f2095b50d89dda"
+    );
     let o = |sha: &str| json!({"path": "a.jsonl", "sha256": sha, "event_time": {"field": "t", "format": "epoch_ms"}});
     assert!(source("jsonl", o(&good.to_uppercase()), dir.path()).is_ok());
     let bad = "0".repeat(64);
@@ -620,12 +646,14 @@ fn jsonl_source_keys_events_by_a_member() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("k.jsonl"),
-        "{\"t\": 1, \"card\": \"c-7\", \"n\": {\"card\": 0}}\n{\"card\": 42, \"t\": 2}\n",
+        "{\"t\": 1, \"card\": \"c-7\", \"n\": {\"card\": 0}}\n{\"card\": 42, \"t\": 2}\n\
+         {\"t\": 3, \"card\": -7}\n{\"t\": 4, \"card\": 1.5}\n{\"t\": 5, \"card\": 2.0}\n",
     )
     .unwrap();
     let opts = |key: &str| json!({"path": "k.jsonl", "event_time": {"field": "t", "format": "epoch_ms"}, "key": key});
     let b = drain(&source("jsonl", opts("card"), dir.path()).unwrap(), 0, 1).unwrap();
-    assert_eq!((b.key(0), b.key(1)), (&b"c-7"[..], &b"42"[..]));
+    let keys: Vec<&[u8]> = b.iter().map(|e| e.key).collect();
+    assert_eq!(keys, [&b"c-7"[..], b"42", b"-7", b"1.5", b"2"]);
     std::fs::write(dir.path().join("k.jsonl"), "{\"t\": 1, \"card\": null}\n").unwrap();
     let e = drain(&source("jsonl", opts("card"), dir.path()).unwrap(), 0, 1).unwrap_err();
     assert!(
@@ -779,12 +807,7 @@ fn jsonl_sink_subtasks_write_their_own_files() {
 /// The real flights file, fetched (once per machine) into the default cache with the
 /// same code a job uses.
 fn real_flights() -> std::path::PathBuf {
-    resolve_dataset(
-        "npm:vega-datasets@3.2.1/data/flights-3m.parquet",
-        Some("dbeb920c90f59b6ccaff823dcc3d08f25a97fa1ce128d93f40be4e931f5900b0"),
-        Path::new("."),
-    )
-    .expect("fetch the flights data set")
+    resolve_dataset(FLIGHTS, Some(FLIGHTS_SHA), Path::new(".")).expect("fetch the flights data set")
 }
 
 /// The real dataset installed in a fresh cache directory as a fetch would: checks that
@@ -801,22 +824,18 @@ fn npm_dataset_cache_hit() {
     // SAFETY: the only test that sets this variable; others do not read it.
     unsafe { std::env::set_var("SLUICE_CACHE_DIR", cache.path()) };
     assert_eq!(crate::cache_dir(), cache.path());
-    let got = resolve_dataset(
-        "npm:vega-datasets@3.2.1/data/flights-3m.parquet",
-        Some(FLIGHTS_SHA),
-        Path::new("/"),
-    )
-    .unwrap();
+    let got = resolve_dataset(FLIGHTS, Some(FLIGHTS_SHA), Path::new("/")).unwrap();
     assert_eq!(got, dest);
     let f = source(
         "parquet",
-        json!({"path": "npm:vega-datasets@3.2.1/data/flights-3m.parquet", "sha256": FLIGHTS_SHA, "event_time": "date"}),
+        json!({"path": FLIGHTS, "sha256": FLIGHTS_SHA, "event_time": "date"}),
         Path::new("/"),
     )
     .unwrap();
     assert!(matches!(f.value_format(), ValueFormat::Packed(_)));
 }
 
+const FLIGHTS: &str = "npm:vega-datasets@3.2.1/data/flights-3m.parquet";
 const FLIGHTS_SHA: &str = "dbeb920c90f59b6ccaff823dcc3d08f25a97fa1ce128d93f40be4e931f5900b0";
 
 /// Fetches the real dataset with `npm pack` into a fresh cache (network; run by hand:
@@ -828,29 +847,14 @@ fn npm_fetch_real_dataset() {
     // SAFETY: run alone (ignored test, by hand).
     unsafe { std::env::set_var("SLUICE_CACHE_DIR", cache.path()) };
     let t = std::time::Instant::now();
-    let p = resolve_dataset(
-        "npm:vega-datasets@3.2.1/data/flights-3m.parquet",
-        Some(FLIGHTS_SHA),
-        Path::new("/"),
-    )
-    .unwrap();
+    let p = resolve_dataset(FLIGHTS, Some(FLIGHTS_SHA), Path::new("/")).unwrap();
     eprintln!("fetched {} in {:?}", p.display(), t.elapsed());
     let t = std::time::Instant::now();
-    resolve_dataset(
-        "npm:vega-datasets@3.2.1/data/flights-3m.parquet",
-        Some(FLIGHTS_SHA),
-        Path::new("/"),
-    )
-    .unwrap();
+    resolve_dataset(FLIGHTS, Some(FLIGHTS_SHA), Path::new("/")).unwrap();
     eprintln!("cache hit (hash check) in {:?}", t.elapsed());
     std::fs::write(&p, b"corrupt").unwrap();
     let t = std::time::Instant::now();
-    resolve_dataset(
-        "npm:vega-datasets@3.2.1/data/flights-3m.parquet",
-        Some(FLIGHTS_SHA),
-        Path::new("/"),
-    )
-    .unwrap();
+    resolve_dataset(FLIGHTS, Some(FLIGHTS_SHA), Path::new("/")).unwrap();
     eprintln!("re-fetched a corrupt cached file in {:?}", t.elapsed());
     assert_eq!(crate::dataset::sha256_file(&p).unwrap(), FLIGHTS_SHA);
     let e = resolve_dataset(
