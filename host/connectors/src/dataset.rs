@@ -263,25 +263,13 @@ fn fetch_npm(
 pub(crate) fn sha256_file(path: &Path) -> Result<String, ConnectorError> {
     let mut f = File::open(path).map_err(|e| ConnectorError(format!("{}: {e}", path.display())))?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| ConnectorError(format!("{}: {e}", path.display())))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    io::copy(&mut f, &mut hasher)
+        .map_err(|e| ConnectorError(format!("{}: {e}", path.display())))?;
     Ok(hex(&hasher.finalize()))
 }
 
 fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

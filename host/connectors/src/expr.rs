@@ -84,21 +84,24 @@ impl Parser<'_> {
         self.chars.get(self.i).map(|&(_, c)| c)
     }
     fn expr(&mut self) -> Result<Expr, String> {
-        let mut left = self.term()?;
-        while let Some(c @ ('+' | '-')) = self.peek() {
-            self.i += 1;
-            let right = self.term()?;
-            let op = if c == '+' { Op::Add } else { Op::Sub };
-            left = Expr::Bin(op, Box::new(left), Box::new(right));
-        }
-        Ok(left)
+        self.binary(&[('+', Op::Add), ('-', Op::Sub)], Self::term)
     }
     fn term(&mut self) -> Result<Expr, String> {
-        let mut left = self.unary()?;
-        while let Some(c @ ('*' | '/')) = self.peek() {
+        self.binary(&[('*', Op::Mul), ('/', Op::Div)], Self::unary)
+    }
+    /// `operand (op operand)*` over the operators `ops`, left-associative.
+    fn binary(
+        &mut self,
+        ops: &[(char, Op)],
+        operand: fn(&mut Self) -> Result<Expr, String>,
+    ) -> Result<Expr, String> {
+        let mut left = operand(self)?;
+        while let Some(op) = self
+            .peek()
+            .and_then(|c| ops.iter().find(|(o, _)| *o == c).map(|&(_, op)| op))
+        {
             self.i += 1;
-            let right = self.unary()?;
-            let op = if c == '*' { Op::Mul } else { Op::Div };
+            let right = operand(self)?;
             left = Expr::Bin(op, Box::new(left), Box::new(right));
         }
         Ok(left)
@@ -109,6 +112,14 @@ impl Parser<'_> {
             return Ok(Expr::Neg(Box::new(self.unary()?)));
         }
         self.atom()
+    }
+    /// Consumes characters while `keep` holds; returns them.
+    fn take_while(&mut self, keep: impl Fn(char) -> bool) -> String {
+        let start = self.i;
+        while self.chars.get(self.i).is_some_and(|&(_, c)| keep(c)) {
+            self.i += 1;
+        }
+        self.chars[start..self.i].iter().map(|&(_, c)| c).collect()
     }
     fn column(&mut self, name: String) -> Expr {
         let idx = match self.columns.iter().position(|c| *c == name) {
@@ -133,13 +144,7 @@ impl Parser<'_> {
             }
             Some(c) if c.is_ascii_digit() => {
                 let start = self.i;
-                while self
-                    .chars
-                    .get(self.i)
-                    .is_some_and(|(_, c)| c.is_ascii_digit())
-                {
-                    self.i += 1;
-                }
+                let text = self.take_while(|c| c.is_ascii_digit());
                 if self
                     .chars
                     .get(self.i)
@@ -147,7 +152,6 @@ impl Parser<'_> {
                 {
                     return Err(self.err("only integer literals are allowed"));
                 }
-                let text: String = self.chars[start..self.i].iter().map(|&(_, c)| c).collect();
                 let v = text.parse::<i64>().map_err(|_| {
                     self.i = start;
                     self.err("integer literal out of range")
@@ -155,28 +159,17 @@ impl Parser<'_> {
                 Ok(Expr::Lit(v))
             }
             Some(c) if c.is_alphabetic() || c == '_' => {
-                let start = self.i;
-                while self
-                    .chars
-                    .get(self.i)
-                    .is_some_and(|(_, c)| c.is_alphanumeric() || *c == '_' || *c == '.')
-                {
-                    self.i += 1;
-                }
-                let name: String = self.chars[start..self.i].iter().map(|&(_, c)| c).collect();
+                let name = self.take_while(|c| c.is_alphanumeric() || c == '_' || c == '.');
                 Ok(self.column(name))
             }
             Some('"') => {
+                let quote = self.i;
                 self.i += 1;
-                let start = self.i;
-                while self.chars.get(self.i).is_some_and(|(_, c)| *c != '"') {
-                    self.i += 1;
-                }
+                let name = self.take_while(|c| c != '"');
                 if self.i >= self.chars.len() {
-                    self.i = start - 1;
+                    self.i = quote;
                     return Err(self.err("unterminated quoted column name"));
                 }
-                let name: String = self.chars[start..self.i].iter().map(|&(_, c)| c).collect();
                 self.i += 1;
                 Ok(self.column(name))
             }
@@ -283,6 +276,16 @@ mod tests {
         assert!(parse("1.5 * a").unwrap_err().contains("integer"));
         assert!(parse("").is_err());
         assert!(parse("a % b").is_err());
+        let e = parse("a + \"b c").unwrap_err();
+        assert!(
+            e.contains("at position 5 ('\"'): unterminated quoted column name"),
+            "{e}"
+        );
+        let e = parse("a * 99999999999999999999").unwrap_err();
+        assert!(
+            e.contains("at position 5 ('9'): integer literal out of range"),
+            "{e}"
+        );
     }
 
     #[test]
