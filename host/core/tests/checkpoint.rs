@@ -421,3 +421,28 @@ fn state_of_an_operator_the_job_no_longer_has_fails_the_restore_unless_allowed()
     );
     assert_eq!(finish(renamed(true).unwrap()), JobOutcome::Finished);
 }
+
+/// A job that fails for good before any checkpoint completed commits nothing: its sinks
+/// neither commit what no checkpoint covers nor finish (which commits everything), even
+/// when every input of a sink vanishes with the failure.
+#[test]
+fn a_failed_job_commits_nothing_that_no_checkpoint_covers() {
+    for _ in 0..5 {
+        let ev = events(3_000, 8);
+        let sinks = Sinks::new();
+        let storage: Arc<dyn CheckpointStorage> = Arc::new(MemoryStorage::new());
+        let dir = tempfile::tempdir().unwrap();
+        let failed = Arc::new(AtomicBool::new(false));
+        let g = graph(&ev, 1, &sinks, &storage, dir.path(), Some(2_000), &failed);
+        let mut g = Arc::try_unwrap(g).ok().unwrap();
+        let checkpoints = g.durability.checkpoints.as_mut().unwrap();
+        checkpoints.interval = Duration::from_secs(3600);
+        g.durability.restart = RestartStrategy::None;
+        let s = Supervisor::start(Arc::new(g), StartFrom::Scratch).unwrap();
+        let e = s.join().expect_err("the job fails");
+        assert!(e.0.contains("injected failure"), "{e}");
+        assert!(failed.load(SeqCst));
+        assert_eq!(sinks.counts.lock().unwrap().committed.len(), 0, "counts");
+        assert_eq!(sinks.windows.lock().unwrap().committed.len(), 0, "windows");
+    }
+}

@@ -66,7 +66,9 @@ pub(super) struct TaskCheckpointing {
 
 /// How a subtask loop ended without error.
 enum Exit {
-    /// Its input ended: finish the chain.
+    /// Its input ended: finish the chain, unless the job failed or was cancelled
+    /// meanwhile (finishing commits a sink's output, which a restart from the latest
+    /// checkpoint would emit again).
     Ended,
     /// Stopped with a savepoint, or cancelled: no finishing.
     Stopped,
@@ -253,6 +255,7 @@ impl SourceTask {
         }
         let result = result.and_then(|exit| match exit {
             Exit::Stopped => Ok(()),
+            Exit::Ended if state.cancelled.load(Relaxed) => Ok(()),
             Exit::Ended => {
                 // The end of a bounded input brings the watermark to the maximum.
                 self.chain.process_watermark(MAX_WATERMARK)?;
@@ -492,6 +495,8 @@ impl InboundTask {
         })();
         let result = result.and_then(|exit| match exit {
             Exit::Stopped => Ok(()),
+            // Inputs that vanished because the job failed or was cancelled did not end.
+            Exit::Ended if state.cancelled.load(Relaxed) => Ok(()),
             Exit::Ended => {
                 // Every input ended: event time is over, whatever watermarks the inputs
                 // sent (an input fed by a side output may have sent none).
