@@ -232,42 +232,43 @@ impl KeyedStateStore {
         &self.key
     }
 
+    fn declared(&self, id: StateId) -> Result<&StateDescriptor, StateError> {
+        self.states
+            .get(id as usize)
+            .ok_or_else(|| StateError(format!("no state with handle {id} was declared")))
+    }
+
     fn desc(&self, id: StateId, kind: StateKind) -> Result<&StateDescriptor, StateError> {
-        match self.states.get(id as usize) {
-            Some(d) if d.kind == kind => Ok(d),
-            Some(d) => Err(StateError(format!(
+        let d = self.declared(id)?;
+        if d.kind != kind {
+            return Err(StateError(format!(
                 "state '{}' is {:?} state, used as {kind:?} state",
                 d.name, d.kind
-            ))),
-            None => Err(StateError(format!(
-                "no state with handle {id} was declared"
-            ))),
+            )));
         }
+        Ok(d)
     }
 
-    /// The backend key of state `id` for the current key, followed by `suffix`.
-    fn make_key(&mut self, id: StateId, suffix: &[u8]) -> Vec<u8> {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        write_prefix(&mut buf, self.key_group, id, &self.key);
-        buf.extend_from_slice(suffix);
-        buf
+    /// Calls `f` with the backend key of state `id` for the current key, followed by
+    /// `suffix` (built in a buffer reused from call to call).
+    fn with_key<R>(
+        &mut self,
+        id: StateId,
+        suffix: &[u8],
+        f: impl FnOnce(&mut Self, &[u8]) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        let mut key = std::mem::take(&mut self.buf);
+        key.clear();
+        write_prefix(&mut key, self.key_group, id, &self.key);
+        key.extend_from_slice(suffix);
+        let r = f(self, &key);
+        self.buf = key;
+        r
     }
 
-    fn give_back(&mut self, buf: Vec<u8>) {
-        self.buf = buf;
-    }
-
-    fn expiry(&self, ttl: Option<i64>) -> i64 {
-        ttl.map_or(NEVER, |t| (self.clock)().saturating_add(t))
-    }
-
-    /// Encodes `value` with its expiry when the state has a TTL.
-    fn encode(&self, ttl: Option<i64>, value: &[u8], out: &mut Vec<u8>) {
-        if ttl.is_some() {
-            out.extend_from_slice(&self.expiry(ttl).to_le_bytes());
-        }
-        out.extend_from_slice(value);
+    /// The expiry of an entry written now, when the state has a TTL.
+    fn fresh_expiry(&self, ttl: Option<i64>) -> Option<i64> {
+        ttl.map(|t| (self.clock)().saturating_add(t))
     }
 
     /// The live payload of a stored value, or `None` when it expired at `now`.
@@ -279,15 +280,36 @@ impl KeyedStateStore {
         (expiry > now).then(|| &stored[8..])
     }
 
-    // ---- value state ----
+    /// The live value of state `id` (a `kind` state) under the current key and `suffix`.
+    fn get_entry(
+        &mut self,
+        id: StateId,
+        kind: StateKind,
+        suffix: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let ttl = self.desc(id, kind)?.ttl_ms;
+        self.with_key(id, suffix, |s, k| s.get_live(k, ttl))
+    }
 
-    /// The current key's value of value state `id`.
-    pub fn value_get(&mut self, id: StateId) -> Result<Option<Vec<u8>>, StateError> {
-        let ttl = self.desc(id, StateKind::Value)?.ttl_ms;
-        let k = self.make_key(id, &[]);
-        let r = self.get_live(&k, ttl);
-        self.give_back(k);
-        r
+    /// Writes `value` (with its expiry when the state has a TTL) to state `id` (a `kind`
+    /// state) under the current key and `suffix`.
+    fn put_entry(
+        &mut self,
+        id: StateId,
+        kind: StateKind,
+        suffix: &[u8],
+        value: &[u8],
+    ) -> Result<(), StateError> {
+        let ttl = self.desc(id, kind)?.ttl_ms;
+        match self.fresh_expiry(ttl) {
+            None => self.with_key(id, suffix, |s, k| s.backend.put(k, value)),
+            Some(expiry) => {
+                let mut v = Vec::with_capacity(value.len() + 8);
+                v.extend_from_slice(&expiry.to_le_bytes());
+                v.extend_from_slice(value);
+                self.with_key(id, suffix, |s, k| s.backend.put(k, &v))
+            }
+        }
     }
 
     /// Reads `key`, removing it if it expired.
@@ -305,42 +327,32 @@ impl KeyedStateStore {
         }
     }
 
+    // ---- value state ----
+
+    /// The current key's value of value state `id`.
+    pub fn value_get(&mut self, id: StateId) -> Result<Option<Vec<u8>>, StateError> {
+        self.get_entry(id, StateKind::Value, &[])
+    }
+
     /// Sets the current key's value of value state `id`.
     pub fn value_set(&mut self, id: StateId, value: &[u8]) -> Result<(), StateError> {
-        let ttl = self.desc(id, StateKind::Value)?.ttl_ms;
-        let k = self.make_key(id, &[]);
-        let mut v = Vec::with_capacity(value.len() + 8);
-        self.encode(ttl, value, &mut v);
-        let r = self.backend.put(&k, &v);
-        self.give_back(k);
-        r
+        self.put_entry(id, StateKind::Value, &[], value)
     }
 
     /// Removes the current key's entries of state `id` (any kind).
     pub fn clear(&mut self, id: StateId) -> Result<(), StateError> {
-        if id as usize >= self.states.len() {
-            return Err(StateError(format!(
-                "no state with handle {id} was declared"
-            )));
-        }
-        let k = self.make_key(id, &[]);
-        let r = match self.states[id as usize].kind {
-            StateKind::Map => self.backend.delete_range(&k, &prefix_end(&k)),
-            _ => self.backend.delete(&k),
-        };
-        self.give_back(k);
-        r
+        let kind = self.declared(id)?.kind;
+        self.with_key(id, &[], |s, k| match kind {
+            StateKind::Map => s.backend.delete_range(k, &prefix_end(k)),
+            _ => s.backend.delete(k),
+        })
     }
 
     // ---- map state ----
 
     /// The value under `user_key` in the current key's map state `id`.
     pub fn map_get(&mut self, id: StateId, user_key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        let ttl = self.desc(id, StateKind::Map)?.ttl_ms;
-        let k = self.make_key(id, user_key);
-        let r = self.get_live(&k, ttl);
-        self.give_back(k);
-        r
+        self.get_entry(id, StateKind::Map, user_key)
     }
 
     /// Puts `user_key -> value` into the current key's map state `id`.
@@ -350,44 +362,34 @@ impl KeyedStateStore {
         user_key: &[u8],
         value: &[u8],
     ) -> Result<(), StateError> {
-        let ttl = self.desc(id, StateKind::Map)?.ttl_ms;
-        let k = self.make_key(id, user_key);
-        let mut v = Vec::with_capacity(value.len() + 8);
-        self.encode(ttl, value, &mut v);
-        let r = self.backend.put(&k, &v);
-        self.give_back(k);
-        r
+        self.put_entry(id, StateKind::Map, user_key, value)
     }
 
     /// Removes `user_key` from the current key's map state `id`.
     pub fn map_remove(&mut self, id: StateId, user_key: &[u8]) -> Result<(), StateError> {
         self.desc(id, StateKind::Map)?;
-        let k = self.make_key(id, user_key);
-        let r = self.backend.delete(&k);
-        self.give_back(k);
-        r
+        self.with_key(id, user_key, |s, k| s.backend.delete(k))
     }
 
     /// The live entries of the current key's map state `id`, in user-key byte order.
     pub fn map_entries(&mut self, id: StateId) -> Result<MapEntries, StateError> {
         let ttl = self.desc(id, StateKind::Map)?.ttl_ms;
-        let prefix = self.make_key(id, &[]);
         let now = if ttl.is_some() { (self.clock)() } else { 0 };
-        let (mut live, mut expired) = (Vec::new(), Vec::new());
-        let n = prefix.len();
-        self.backend
-            .scan(&prefix, &prefix_end(&prefix), &mut |k, v| {
+        self.with_key(id, &[], |s, prefix| {
+            let (mut live, mut expired) = (Vec::new(), Vec::new());
+            let n = prefix.len();
+            s.backend.scan(prefix, &prefix_end(prefix), &mut |k, v| {
                 match Self::decode(ttl, v, now) {
                     Some(v) => live.push((k[n..].to_vec(), v.to_vec())),
                     None => expired.push(k.to_vec()),
                 }
                 true
             })?;
-        self.give_back(prefix);
-        for k in expired {
-            self.backend.delete(&k)?;
-        }
-        Ok(live)
+            for k in expired {
+                s.backend.delete(&k)?;
+            }
+            Ok(live)
+        })
     }
 
     // ---- list state ----
@@ -395,20 +397,17 @@ impl KeyedStateStore {
     /// The live elements of the current key's list state `id`, oldest first.
     pub fn list_get(&mut self, id: StateId) -> Result<Vec<Vec<u8>>, StateError> {
         let ttl = self.desc(id, StateKind::List)?.ttl_ms;
-        let k = self.make_key(id, &[]);
-        let r = (|| {
-            let Some(stored) = self.backend.get(&k)? else {
+        self.with_key(id, &[], |s, k| {
+            let Some(stored) = s.backend.get(k)? else {
                 return Ok(Vec::new());
             };
-            let now = if ttl.is_some() { (self.clock)() } else { 0 };
+            let now = if ttl.is_some() { (s.clock)() } else { 0 };
             let (live, dropped) = Self::live_elements(ttl, &stored, now)?;
             if dropped {
-                self.write_list(&k, ttl, &live, true)?;
+                s.write_list(k, ttl, &live, true)?;
             }
             Ok(live.into_iter().map(|(_, v)| v.to_vec()).collect())
-        })();
-        self.give_back(k);
-        r
+        })
     }
 
     /// Splits a stored list into its live elements `(expiry, payload)`; also says whether
@@ -452,6 +451,18 @@ impl KeyedStateStore {
         Ok((out, dropped))
     }
 
+    /// Appends one list element as stored: its expiry (when the state has a TTL), its
+    /// length (u32 LE) and its bytes. [`KeyedStateStore::live_elements`] reads them.
+    fn push_element(out: &mut Vec<u8>, expiry: Option<i64>, value: &[u8]) {
+        if let Some(e) = expiry {
+            out.extend_from_slice(&e.to_le_bytes());
+        }
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+
+    /// Stores `elements` as the list under `k` (none: removes it), each with its own
+    /// expiry if `keep_expiry`, else all written fresh.
     fn write_list(
         &mut self,
         k: &[u8],
@@ -462,15 +473,14 @@ impl KeyedStateStore {
         if elements.is_empty() {
             return self.backend.delete(k);
         }
-        let fresh = self.expiry(ttl);
+        let fresh = self.fresh_expiry(ttl);
         let mut out = Vec::new();
         for (expiry, v) in elements {
-            if ttl.is_some() {
-                let e = if keep_expiry { *expiry } else { fresh };
-                out.extend_from_slice(&e.to_le_bytes());
-            }
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            out.extend_from_slice(v);
+            Self::push_element(
+                &mut out,
+                fresh.map(|f| if keep_expiry { *expiry } else { f }),
+                v,
+            );
         }
         self.backend.put(k, &out)
     }
@@ -478,28 +488,19 @@ impl KeyedStateStore {
     /// Appends `value` to the current key's list state `id`.
     pub fn list_append(&mut self, id: StateId, value: &[u8]) -> Result<(), StateError> {
         let ttl = self.desc(id, StateKind::List)?.ttl_ms;
-        let k = self.make_key(id, &[]);
-        let r = (|| {
-            let mut stored = self.backend.get(&k)?.unwrap_or_default();
-            if ttl.is_some() {
-                stored.extend_from_slice(&self.expiry(ttl).to_le_bytes());
-            }
-            stored.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            stored.extend_from_slice(value);
-            self.backend.put(&k, &stored)
-        })();
-        self.give_back(k);
-        r
+        let expiry = self.fresh_expiry(ttl);
+        self.with_key(id, &[], |s, k| {
+            let mut stored = s.backend.get(k)?.unwrap_or_default();
+            Self::push_element(&mut stored, expiry, value);
+            s.backend.put(k, &stored)
+        })
     }
 
     /// Replaces the current key's list state `id` with `values` (all freshly written).
     pub fn list_set(&mut self, id: StateId, values: &[&[u8]]) -> Result<(), StateError> {
         let ttl = self.desc(id, StateKind::List)?.ttl_ms;
-        let k = self.make_key(id, &[]);
         let elements: Vec<(i64, &[u8])> = values.iter().map(|v| (0, *v)).collect();
-        let r = self.write_list(&k, ttl, &elements, false);
-        self.give_back(k);
-        r
+        self.with_key(id, &[], |s, k| s.write_list(k, ttl, &elements, false))
     }
 
     // ---- timers ----
@@ -511,6 +512,14 @@ impl KeyedStateStore {
         }
     }
 
+    /// The due-order index of `domain`'s timers.
+    fn timers(&mut self, domain: TimeDomain) -> &mut BTreeSet<(i64, Vec<u8>)> {
+        match domain {
+            TimeDomain::EventTime => &mut self.event_timers,
+            TimeDomain::ProcessingTime => &mut self.processing_timers,
+        }
+    }
+
     /// Order-preserving encoding of a time (sign bit flipped, big-endian).
     fn time_bytes(time: i64) -> [u8; 8] {
         ((time as u64) ^ (1 << 63)).to_be_bytes()
@@ -519,29 +528,25 @@ impl KeyedStateStore {
     /// Registers a timer for the current key at `time` (ms); registering the same timer
     /// twice keeps one, as in Flink.
     pub fn register_timer(&mut self, domain: TimeDomain, time: i64) -> Result<(), StateError> {
-        let k = self.make_key(Self::timer_state(domain), &Self::time_bytes(time));
-        let r = self.backend.put(&k, &[]);
-        self.give_back(k);
-        r?;
+        self.with_key(
+            Self::timer_state(domain),
+            &Self::time_bytes(time),
+            |s, k| s.backend.put(k, &[]),
+        )?;
         let entry = (time, self.key.clone());
-        match domain {
-            TimeDomain::EventTime => self.event_timers.insert(entry),
-            TimeDomain::ProcessingTime => self.processing_timers.insert(entry),
-        };
+        self.timers(domain).insert(entry);
         Ok(())
     }
 
     /// Deletes the current key's timer at `time`, if there is one.
     pub fn delete_timer(&mut self, domain: TimeDomain, time: i64) -> Result<(), StateError> {
-        let k = self.make_key(Self::timer_state(domain), &Self::time_bytes(time));
-        let r = self.backend.delete(&k);
-        self.give_back(k);
-        r?;
+        self.with_key(
+            Self::timer_state(domain),
+            &Self::time_bytes(time),
+            |s, k| s.backend.delete(k),
+        )?;
         let entry = (time, self.key.clone());
-        match domain {
-            TimeDomain::EventTime => self.event_timers.remove(&entry),
-            TimeDomain::ProcessingTime => self.processing_timers.remove(&entry),
-        };
+        self.timers(domain).remove(&entry);
         Ok(())
     }
 
@@ -565,10 +570,7 @@ impl KeyedStateStore {
     ) -> Result<Vec<Timer>, StateError> {
         let mut due = Vec::new();
         while due.len() < max {
-            let set = match domain {
-                TimeDomain::EventTime => &mut self.event_timers,
-                TimeDomain::ProcessingTime => &mut self.processing_timers,
-            };
+            let set = self.timers(domain);
             if set.first().is_none_or(|(t, _)| *t > time) {
                 break;
             }
@@ -696,9 +698,7 @@ impl KeyedStateStore {
                         if let Ok((live, true)) = Self::live_elements(d.ttl_ms, v, now) {
                             let mut out = Vec::new();
                             for (e, v) in &live {
-                                out.extend_from_slice(&e.to_le_bytes());
-                                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                                out.extend_from_slice(v);
+                                Self::push_element(&mut out, Some(*e), v);
                             }
                             rewrites.push((k.to_vec(), (!live.is_empty()).then_some(out)));
                         }
