@@ -32,6 +32,13 @@ pub struct SpecError(pub String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationMs(pub i64);
 
+impl DurationMs {
+    /// As a [`Duration`] (a spec's durations are never negative).
+    pub fn duration(self) -> Duration {
+        Duration::from_millis(self.0 as u64)
+    }
+}
+
 impl<'de> Deserialize<'de> for DurationMs {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -581,7 +588,6 @@ fn valid_id(id: &str) -> bool {
 impl JobSpec {
     /// The job's state backend, checkpoints and restart strategy.
     fn durability(&self, dir: &Path, resolver: &dyn Resolver) -> Result<Durability, SpecError> {
-        let mut d = Durability::default();
         let checkpoints = match &self.checkpoints {
             None => None,
             Some(c) => {
@@ -595,30 +601,26 @@ impl JobSpec {
                 }
                 let location = c.storage.as_deref().unwrap_or("checkpoints");
                 Some(CheckpointConfig {
-                    interval: std::time::Duration::from_millis(c.interval.0 as u64),
+                    interval: c.interval.duration(),
                     storage: resolver.checkpoint_storage(location, dir, "checkpoints.storage")?,
                     retain: c.retain,
-                    timeout: std::time::Duration::from_millis(
-                        c.timeout.map_or(600_000, |t| t.0) as u64
-                    ),
+                    timeout: c
+                        .timeout
+                        .map_or(Duration::from_secs(600), DurationMs::duration),
                 })
             }
         };
         let backend = self
             .state
             .as_ref()
-            .and_then(|s| s.backend.clone())
-            .unwrap_or_else(|| {
-                if checkpoints.is_some() {
-                    "rocksdb"
-                } else {
-                    "heap"
-                }
-                .into()
+            .and_then(|s| s.backend.as_deref())
+            .unwrap_or(if checkpoints.is_some() {
+                "rocksdb"
+            } else {
+                "heap"
             });
-        d.state_backend = resolver.state_backend(&backend, "state.backend")?;
-        d.backends = resolver.state_backends();
-        d.state_dir = match self.state.as_ref().and_then(|s| s.dir.as_deref()) {
+        let state_backend = resolver.state_backend(backend, "state.backend")?;
+        let state_dir = match self.state.as_ref().and_then(|s| s.dir.as_deref()) {
             Some(p) => dir.join(p),
             None => std::env::temp_dir().join(format!(
                 "sluice-{}-{}",
@@ -626,17 +628,17 @@ impl JobSpec {
                 std::process::id()
             )),
         };
-        d.restart = match &self.restart {
+        let restart = match &self.restart {
             None if checkpoints.is_some() => RestartStrategy::ExponentialBackoff {
                 attempts: 10,
-                initial: std::time::Duration::from_secs(1),
-                max: std::time::Duration::from_secs(60),
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(60),
                 multiplier: 2.0,
             },
             None | Some(RestartSpec::None) => RestartStrategy::None,
             Some(RestartSpec::FixedDelay { attempts, delay }) => RestartStrategy::FixedDelay {
                 attempts: *attempts,
-                delay: std::time::Duration::from_millis(delay.0 as u64),
+                delay: delay.duration(),
             },
             Some(RestartSpec::ExponentialBackoff {
                 attempts,
@@ -651,14 +653,19 @@ impl JobSpec {
                 }
                 RestartStrategy::ExponentialBackoff {
                     attempts: *attempts,
-                    initial: std::time::Duration::from_millis(initial_delay.0 as u64),
-                    max: std::time::Duration::from_millis(max_delay.0 as u64),
+                    initial: initial_delay.duration(),
+                    max: max_delay.duration(),
                     multiplier: *multiplier,
                 }
             }
         };
-        d.checkpoints = checkpoints;
-        Ok(d)
+        Ok(Durability {
+            state_backend,
+            backends: resolver.state_backends(),
+            state_dir,
+            checkpoints,
+            restart,
+        })
     }
 
     /// Builds the job graph: checks ids, inputs (existing, acyclic, side outputs that
@@ -885,10 +892,7 @@ impl JobSpec {
                         max_events_per_second: s.max_events_per_second.filter(|&r| r > 0),
                         watermarks: WatermarkStrategy {
                             max_out_of_orderness_ms: s.watermarks.max_out_of_orderness.0,
-                            idleness: s
-                                .watermarks
-                                .idleness
-                                .map(|d| Duration::from_millis(d.0 as u64)),
+                            idleness: s.watermarks.idleness.map(DurationMs::duration),
                         },
                     },
                     inputs: vec![],
