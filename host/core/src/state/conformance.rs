@@ -22,6 +22,7 @@ use super::layout::{key_groups_range, parse};
 use super::store::{Clock, KeyedStateStore, StateDescriptor, StateKind, TimeDomain, Timer};
 use crate::keygroup::{key_group, key_group_range};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -579,6 +580,16 @@ pub fn check_restore_errors(factory: &dyn KvBackendFactory, dir: &Path) {
     );
 }
 
+/// The number of key groups of every check's keyed state.
+const MAX_PARALLELISM: usize = 128;
+
+/// A keyed state store over `backend`, owning `key_groups` of [`MAX_PARALLELISM`].
+fn store(backend: Box<dyn KvBackend>, key_groups: Range<usize>, clock: &Clock) -> KeyedStateStore {
+    let kind = backend.kind();
+    KeyedStateStore::new(backend, MAX_PARALLELISM, key_groups, clock.clone())
+        .unwrap_or_else(|e| panic!("{kind}: opening a keyed state store: {e}"))
+}
+
 /// A clock the checks move by hand.
 fn test_clock(start: i64) -> (Arc<AtomicI64>, Clock) {
     let now = Arc::new(AtomicI64::new(start));
@@ -607,8 +618,7 @@ struct KeyedModel {
 pub fn check_keyed_state(factory: &dyn KvBackendFactory, dir: &Path) {
     let kind = factory.kind();
     let (_, clock) = test_clock(1_000);
-    let mut s =
-        KeyedStateStore::new(create(factory, dir, "db"), 128, 0..128, clock.clone()).unwrap();
+    let mut s = store(create(factory, dir, "db"), 0..MAX_PARALLELISM, &clock);
     let value = s.declare(desc("count", StateKind::Value, None)).unwrap();
     let map = s.declare(desc("by-page", StateKind::Map, None)).unwrap();
     let list = s.declare(desc("events", StateKind::List, None)).unwrap();
@@ -726,13 +736,11 @@ pub fn check_keyed_state(factory: &dyn KvBackendFactory, dir: &Path) {
     // Changes after the snapshot are not in it.
     s.set_current_key(&keys[1]);
     s.value_set(value, b"after the snapshot").unwrap();
-    let mut r = KeyedStateStore::new(
+    let mut r = store(
         restore(factory, dir, "restored", &files),
-        128,
-        0..128,
-        clock,
-    )
-    .unwrap();
+        0..MAX_PARALLELISM,
+        &clock,
+    );
     for d in [
         desc("count", StateKind::Value, None),
         desc("by-page", StateKind::Map, None),
@@ -758,8 +766,7 @@ fn raw_state_entries(b: &mut dyn KvBackend) -> usize {
 pub fn check_ttl(factory: &dyn KvBackendFactory, dir: &Path) {
     let kind = factory.kind();
     let (now, clock) = test_clock(10_000);
-    let mut s =
-        KeyedStateStore::new(create(factory, dir, "db"), 128, 0..128, clock.clone()).unwrap();
+    let mut s = store(create(factory, dir, "db"), 0..MAX_PARALLELISM, &clock);
     let v = s.declare(desc("v", StateKind::Value, Some(100))).unwrap();
     let m = s.declare(desc("m", StateKind::Map, Some(100))).unwrap();
     let l = s.declare(desc("l", StateKind::List, Some(100))).unwrap();
@@ -918,13 +925,11 @@ pub fn check_ttl(factory: &dyn KvBackendFactory, dir: &Path) {
 
     // Expired entries are not returned after a round trip either.
     let (_, files) = snapshot_and_download(s.backend_mut(), dir, "snap");
-    let mut r = KeyedStateStore::new(
+    let mut r = store(
         restore(factory, dir, "restored", &files),
-        128,
-        0..128,
-        clock,
-    )
-    .unwrap();
+        0..MAX_PARALLELISM,
+        &clock,
+    );
     for d in [
         desc("v", StateKind::Value, Some(100)),
         desc("m", StateKind::Map, Some(100)),
@@ -960,8 +965,7 @@ pub fn check_ttl(factory: &dyn KvBackendFactory, dir: &Path) {
 pub fn check_timers(factory: &dyn KvBackendFactory, dir: &Path) {
     let kind = factory.kind();
     let (_, clock) = test_clock(0);
-    let mut s =
-        KeyedStateStore::new(create(factory, dir, "db"), 128, 0..128, clock.clone()).unwrap();
+    let mut s = store(create(factory, dir, "db"), 0..MAX_PARALLELISM, &clock);
     let mut model: BTreeMap<TimeDomain, BTreeSet<(i64, Vec<u8>)>> = BTreeMap::new();
     let mut rng = Rng(7);
     let keys: Vec<Vec<u8>> = std::iter::once(Vec::new())
@@ -1064,13 +1068,11 @@ pub fn check_timers(factory: &dyn KvBackendFactory, dir: &Path) {
         "original",
     );
     let mut model = model_at_snapshot;
-    let mut r = KeyedStateStore::new(
+    let mut r = store(
         restore(factory, dir, "restored", &files),
-        128,
-        0..128,
-        clock,
-    )
-    .unwrap();
+        0..MAX_PARALLELISM,
+        &clock,
+    );
     let total: usize = model.values().map(|m| m.len()).sum();
     assert_eq!(r.timer_count(), total, "{kind}: timers after restore");
     for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
@@ -1108,13 +1110,11 @@ pub fn check_timers(factory: &dyn KvBackendFactory, dir: &Path) {
     // And none is left in the backend to come back after another restore.
     let (_, files) = snapshot_and_download(r.backend_mut(), dir, "snap-empty");
     let (_, clock) = test_clock(0);
-    let r2 = KeyedStateStore::new(
+    let r2 = store(
         restore(factory, dir, "restored2", &files),
-        128,
-        0..128,
-        clock,
-    )
-    .unwrap();
+        0..MAX_PARALLELISM,
+        &clock,
+    );
     assert_eq!(
         r2.timer_count(),
         0,
@@ -1128,15 +1128,9 @@ pub fn check_timers(factory: &dyn KvBackendFactory, dir: &Path) {
 /// sees its keys' state and timers.
 pub fn check_key_group_ranges(factory: &dyn KvBackendFactory, dir: &Path) {
     let kind = factory.kind();
-    let max_parallelism = 128;
+    let max_parallelism = MAX_PARALLELISM;
     let (_, clock) = test_clock(0);
-    let mut s = KeyedStateStore::new(
-        create(factory, dir, "db"),
-        max_parallelism,
-        0..max_parallelism,
-        clock.clone(),
-    )
-    .unwrap();
+    let mut s = store(create(factory, dir, "db"), 0..max_parallelism, &clock);
     let value = s.declare(desc("v", StateKind::Value, None)).unwrap();
     let map = s.declare(desc("m", StateKind::Map, None)).unwrap();
     let keys: Vec<Vec<u8>> = std::iter::once(Vec::new())
@@ -1186,13 +1180,11 @@ pub fn check_key_group_ranges(factory: &dyn KvBackendFactory, dir: &Path) {
     // A subtask's store over the restored state sees its keys.
     let (_, files) = snapshot_and_download(s.backend_mut(), dir, "snap");
     let groups = key_group_range(1, 3, max_parallelism);
-    let mut r = KeyedStateStore::new(
+    let mut r = store(
         restore(factory, dir, "restored", &files),
-        max_parallelism,
         groups.clone(),
-        clock,
-    )
-    .unwrap();
+        &clock,
+    );
     let value = r.declare(desc("v", StateKind::Value, None)).unwrap();
     let owned: Vec<&Vec<u8>> = keys
         .iter()
