@@ -342,16 +342,22 @@ impl WindowOperator {
             self.config.assigner.assign(ts, &mut windows);
             let w = windows[0];
             self.windows = windows;
-            let touches = self
-                .sessions
-                .update(key, (), |set| set.iter().any(|x| x.intersects(&w)))
-                .unwrap_or(false);
-            if !touches && self.is_late(&w) {
+            // Late alone, the window still counts if it touches a live session of the key
+            // (it merges into it); one look-up of the key's sessions either way.
+            let late_alone = self.is_late(&w);
+            let (merged, created) = self.sessions.upsert(key, (), Vec::new, |set| {
+                if late_alone && !set.iter().any(|x| x.intersects(&w)) {
+                    None
+                } else {
+                    Some(merge_session_window(set, w))
+                }
+            });
+            let Some((merged, absorbed)) = merged else {
+                if created {
+                    self.sessions.remove(key, ());
+                }
                 return self.late_event(batch, i);
-            }
-            let ((merged, absorbed), _) = self
-                .sessions
-                .upsert(key, (), Vec::new, |set| merge_session_window(set, w));
+            };
             let mut pane: Option<Pane> = None;
             for a in absorbed {
                 if let Some(p) = self.panes.remove(key, a) {
