@@ -17,6 +17,48 @@ pub trait Collector {
     fn collect_watermark(&mut self, watermark: i64);
 }
 
+/// A [`Collector`] that keeps everything an operator emits, in order: for testing an
+/// operator without the runtime.
+#[derive(Debug, Default)]
+pub struct VecCollector {
+    /// Batches emitted on the main output (watermarks inside them are in their marks).
+    pub main: Vec<Batch>,
+    /// Batches emitted on side outputs, with the side output's name.
+    pub side: Vec<(String, Batch)>,
+    /// Watermarks emitted between batches, ms since the epoch.
+    pub watermarks: Vec<i64>,
+}
+
+impl VecCollector {
+    /// The main output's events, in order.
+    pub fn events(&self) -> impl Iterator<Item = crate::batch::EventRef<'_>> {
+        self.main.iter().flat_map(Batch::iter)
+    }
+
+    /// The events of side output `name`, in order.
+    pub fn side_events<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = crate::batch::EventRef<'a>> + 'a {
+        self.side
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .flat_map(|(_, b)| b.iter())
+    }
+}
+
+impl Collector for VecCollector {
+    fn collect(&mut self, batch: Batch) {
+        self.main.push(batch);
+    }
+    fn collect_side(&mut self, output: &str, batch: Batch) {
+        self.side.push((output.to_string(), batch));
+    }
+    fn collect_watermark(&mut self, watermark: i64) {
+        self.watermarks.push(watermark);
+    }
+}
+
 /// Identity of a running operator instance, for error messages and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorContext {

@@ -519,21 +519,19 @@ mod tests {
     use crate::format::ValueFormat;
     use crate::window::{AggregateFn, AggregateSpec};
 
-    #[derive(Default)]
-    struct Out {
-        results: Vec<serde_json::Value>,
-        late: Vec<i64>,
+    type Out = crate::operator::VecCollector;
+
+    /// The result rows, parsed.
+    fn results(out: &Out) -> Vec<serde_json::Value> {
+        out.events()
+            .map(|e| serde_json::from_slice(e.value).unwrap())
+            .collect()
     }
-    impl Collector for Out {
-        fn collect(&mut self, b: Batch) {
-            self.results
-                .extend(b.iter().map(|e| serde_json::from_slice(e.value).unwrap()));
-        }
-        fn collect_side(&mut self, name: &str, b: Batch) {
-            assert_eq!(name, LATE_OUTPUT);
-            self.late.extend(b.timestamps());
-        }
-        fn collect_watermark(&mut self, _: i64) {}
+
+    /// The timestamps of the late events (the window operator has no other side output).
+    fn late(out: &Out) -> Vec<i64> {
+        assert!(out.side.iter().all(|(name, _)| name == LATE_OUTPUT));
+        out.side_events(LATE_OUTPUT).map(|e| e.timestamp).collect()
     }
 
     fn op(assigner: WindowAssigner, lateness: i64) -> WindowOperator {
@@ -568,7 +566,7 @@ mod tests {
     }
 
     fn summary(out: &Out) -> Vec<(i64, String, i64, i64)> {
-        out.results
+        results(out)
             .iter()
             .map(|r| {
                 (
@@ -611,7 +609,7 @@ mod tests {
         let mut out = Out::default();
         feed(&mut o, &mut out, &[(0, 5)]);
         o.process_watermark(8, &mut out).unwrap();
-        assert!(out.results.is_empty());
+        assert!(results(&out).is_empty());
         o.process_watermark(9, &mut out).unwrap();
         assert_eq!(summary(&out), [(0, "on_time".into(), 0, 1)]);
     }
@@ -635,7 +633,7 @@ mod tests {
             summary(&out),
             [(0, "on_time".into(), 0, 1), (0, "late".into(), 1, 2)]
         );
-        assert_eq!(out.late, [3]);
+        assert_eq!(late(&out), [3]);
         assert_eq!(o.live_windows(), 0);
     }
 
@@ -652,10 +650,10 @@ mod tests {
         let mut out = Out::default();
         // t = 15 is in [0,20) and [10,30). wm 19: [0,20) is late, [10,30) is not.
         feed(&mut o, &mut out, &[(19, 15)]);
-        assert!(out.late.is_empty());
+        assert!(late(&out).is_empty());
         // t = 5 is only in [-10,10) and [0,20), both late at wm 19.
         feed(&mut o, &mut out, &[(19, 5)]);
-        assert_eq!(out.late, [5]);
+        assert_eq!(late(&out), [5]);
         o.process_watermark(i64::MAX, &mut out).unwrap();
         assert_eq!(summary(&out), [(10, "on_time".into(), 0, 1)]);
     }
@@ -669,8 +667,7 @@ mod tests {
         // three sessions; then 8 joins [0,10)+[8,18)+[15,25) and 25 touches [30,40).
         feed(&mut o, &mut out, &[(0, 8), (0, 25)]);
         o.process_watermark(i64::MAX, &mut out).unwrap();
-        let got: Vec<(i64, i64, i64)> = out
-            .results
+        let got: Vec<(i64, i64, i64)> = results(&out)
             .iter()
             .map(|r| {
                 (
@@ -690,11 +687,12 @@ mod tests {
         feed(&mut o, &mut out, &[(0, 20)]); // [20,30)
         // wm 25: a new session [0,10) alone would be late (9 + 5 <= 25).
         feed(&mut o, &mut out, &[(25, 0)]);
-        assert_eq!(out.late, [0]);
+        assert_eq!(late(&out), [0]);
         // [12,22) touches [20,30): merged into [12,30), not late.
         feed(&mut o, &mut out, &[(25, 12)]);
         o.process_watermark(i64::MAX, &mut out).unwrap();
-        let last = out.results.last().unwrap();
+        let results = results(&out);
+        let last = results.last().unwrap();
         assert_eq!(
             (last["window_start"].as_i64(), last["n"].as_i64()),
             (Some(12), Some(2))
