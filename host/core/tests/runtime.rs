@@ -398,16 +398,17 @@ fn a_panicking_subtask_fails_the_job_with_its_message() {
     );
 }
 
-/// A source that emits its events, then has nothing (Pending) until `release` is set or
-/// 4 s pass, then ends. Records whether it was released (true) or timed out.
+/// A source that emits its events, then has nothing (Pending) until a row reaches
+/// `release` (the rows of a sink) or 4 s pass, then ends. Records whether it was
+/// released (true) or timed out.
 struct StallingSource {
     events: Arc<Events>,
-    release: Arc<std::sync::atomic::AtomicBool>,
+    release: Rows,
     released: Arc<std::sync::atomic::AtomicBool>,
 }
 struct StallingReader {
     inner: VecReader,
-    release: Arc<std::sync::atomic::AtomicBool>,
+    release: Rows,
     released: Arc<std::sync::atomic::AtomicBool>,
     stalled_at: Option<std::time::Instant>,
 }
@@ -436,7 +437,7 @@ impl SourceReader for StallingReader {
         match self.inner.poll_batch(batch, max)? {
             SourcePoll::End => {
                 let since = *self.stalled_at.get_or_insert_with(std::time::Instant::now);
-                if self.release.load(SeqCst) {
+                if !self.release.lock().unwrap().is_empty() {
                     self.released.store(true, SeqCst);
                     Ok(SourcePoll::End)
                 } else if since.elapsed() > std::time::Duration::from_secs(4) {
@@ -447,34 +448,6 @@ impl SourceReader for StallingReader {
             }
             other => Ok(other),
         }
-    }
-}
-
-/// Releases a stalling source as soon as a window result reaches the sink.
-struct ReleasingSink(Arc<std::sync::atomic::AtomicBool>);
-struct ReleasingWriter(Arc<std::sync::atomic::AtomicBool>);
-impl SinkFactory for ReleasingSink {
-    fn create_sink(
-        &self,
-        _: usize,
-        _: usize,
-        _: &ValueFormat,
-    ) -> Result<Box<dyn Sink>, ConnectorError> {
-        Ok(Box::new(ReleasingWriter(self.0.clone())))
-    }
-    fn describe(&self) -> String {
-        "releasing".into()
-    }
-}
-impl Sink for ReleasingWriter {
-    fn write_batch(&mut self, b: &Batch) -> Result<(), ConnectorError> {
-        if !b.is_empty() {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        Ok(())
-    }
-    fn finish(&mut self) -> Result<(), ConnectorError> {
-        Ok(())
     }
 }
 
@@ -491,7 +464,8 @@ fn an_idle_source_stops_holding_back_the_watermark() {
         .map(|i| (i * 1000, vec![], br#"{"k":"b","x":1}"#.to_vec()))
         .collect();
     for idleness in [Some(std::time::Duration::from_millis(200)), None] {
-        let release = Arc::new(AtomicBool::new(false));
+        // The quiet source is released as soon as a window result reaches the sink.
+        let release: Rows = Arc::default();
         let released = Arc::new(AtomicBool::new(false));
         let stalling = StallingSource {
             events: Arc::new(quiet.clone()),
@@ -526,7 +500,7 @@ fn an_idle_source_stops_holding_back_the_watermark() {
                 ),
                 sink(
                     "out",
-                    Arc::new(ReleasingSink(release.clone())),
+                    Arc::new(CollectSink(release.clone())),
                     edge(4, None, Partitioning::Forward),
                 ),
             ],
