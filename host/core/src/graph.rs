@@ -205,7 +205,7 @@ impl JobGraph {
 
     /// Checks the structure: inputs precede consumers, sources have no inputs and others
     /// have some, window inputs are `KeyBy`, parallelism within `1..=max_parallelism`,
-    /// `Forward` edges join equal parallelism.
+    /// `Forward` edges join equal parallelism. Errors name the vertex and what is wrong.
     pub fn validate(&self) -> Result<(), GraphError> {
         let c = &self.config;
         if c.max_parallelism == 0 || c.batch_size == 0 || c.channel_capacity == 0 {

@@ -535,6 +535,7 @@ pub struct LoadedSpec {
 }
 
 /// Reads a spec file (`.json` as JSON, anything else as YAML, which includes JSON).
+/// Errors name the file, and the field for a spec that does not parse.
 pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| SpecError(format!("cannot read job spec {}: {e}", path.display())))?;
@@ -669,7 +670,8 @@ impl JobSpec {
     }
 
     /// Builds the job graph: checks ids, inputs (existing, acyclic, side outputs that
-    /// exist), windows and aggregates, and asks `resolver` for the factories.
+    /// exist), windows and aggregates, and asks `resolver` for the factories. Errors start
+    /// with the field path (`windows[0].window.size: must be longer than 0`).
     pub fn to_graph(
         &self,
         dir: &Path,

@@ -91,7 +91,8 @@ pub(crate) fn snapshot_folder(job: &str, kind: SnapshotKind, id: u64) -> String 
     }
 }
 
-/// The ids of `job`'s checkpoints that have a metadata file, newest first.
+/// The ids of `job`'s checkpoints that have a metadata file, newest first. Errors: the
+/// storage cannot list the job's folder.
 pub fn list_checkpoints(
     storage: &dyn CheckpointStorage,
     job: &str,
@@ -134,7 +135,9 @@ pub fn load_metadata(
 }
 
 /// Deletes checkpoint `meta` of `job`: its own files, and the shared files it
-/// references that none of `keep` references.
+/// references that none of `keep` references. Errors: the first storage failure (what
+/// was deleted before it stays deleted; the metadata goes before the checkpoint's own
+/// files, so a checkpoint is never left half there).
 pub fn discard_checkpoint(
     storage: &dyn CheckpointStorage,
     job: &str,

@@ -29,7 +29,8 @@ pub struct RestorePoint {
 }
 
 impl RestorePoint {
-    /// Loads the checkpoint or savepoint in `folder`.
+    /// Loads the checkpoint or savepoint in `folder`. Errors: its metadata is missing,
+    /// unreadable, corrupted or of an unsupported format (the message names the file).
     pub fn load(storage: Arc<dyn CheckpointStorage>, folder: &str) -> Result<Self, String> {
         let metadata = super::load_metadata(storage.as_ref(), folder)?;
         Ok(RestorePoint {

@@ -84,7 +84,8 @@ impl Gate {
         }
     }
 
-    /// Sends `el` to every consumer this producer feeds.
+    /// Sends `el` to every consumer this producer feeds (blocking while a channel is full).
+    /// Errors: a consumer is gone.
     pub fn broadcast(&self, el: impl Fn() -> StreamElement) -> Result<(), Disconnected> {
         match self.partitioning {
             Partitioning::Forward => self.send(self.forward_to, el()),
@@ -94,7 +95,8 @@ impl Gate {
 
     /// Sends a batch: whole to the forward consumer or the next round-robin one (the
     /// others get its last watermark), or split by key group, each part keeping every
-    /// watermark mark at the right place.
+    /// watermark mark at the right place. Blocks while a channel is full (backpressure,
+    /// counted in the producer's metrics). Errors: a consumer is gone.
     pub fn send_batch(&mut self, batch: Batch) -> Result<(), Disconnected> {
         match self.partitioning {
             Partitioning::Forward => self.send(self.forward_to, StreamElement::Batch(batch)),

@@ -179,7 +179,8 @@ impl Supervisor {
         self.handle.savepoint(stop)
     }
 
-    /// Waits for the end.
+    /// Waits for the end: how the job ended, or the error that ended it for good (after
+    /// the restarts its strategy allows, or a cancel).
     pub fn join(self) -> Result<JobOutcome, JobError> {
         self.thread
             .join()

@@ -13,7 +13,8 @@ use std::path::Path;
 
 const MAGIC: &[u8; 6] = b"SLKV1\n";
 
-/// Writes entries to a new file at `path`, which it creates (or truncates).
+/// Writes entries to a new file at `path`, which it creates (or truncates). Every error
+/// names the file.
 pub struct KvFileWriter {
     out: BufWriter<std::fs::File>,
     hasher: xxhash_rust::xxh3::Xxh3,

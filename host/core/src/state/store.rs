@@ -84,6 +84,11 @@ pub fn system_clock() -> Clock {
 }
 
 /// One operator subtask's keyed state and timers. See the module docs.
+///
+/// Errors: every method fails when the backend does (the message names the backend's
+/// file or directory); one that takes a [`StateId`] also when no state was declared with
+/// it or it is of another kind than the method's; reading a stored list that is not in
+/// the store's encoding fails too.
 pub struct KeyedStateStore {
     backend: Box<dyn KvBackend>,
     max_parallelism: usize,
@@ -106,7 +111,8 @@ pub struct KeyedStateStore {
 
 impl KeyedStateStore {
     /// A store over `backend` (empty, or restored: the timers of `key_groups` are
-    /// re-indexed) for a subtask owning `key_groups` of `max_parallelism`.
+    /// re-indexed) for a subtask owning `key_groups` of `max_parallelism`. Errors: the
+    /// backend cannot be read, or holds a timer entry not in Sluice's key layout.
     pub fn new(
         backend: Box<dyn KvBackend>,
         max_parallelism: usize,
