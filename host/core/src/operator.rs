@@ -174,8 +174,11 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// Prepares the operator (for a WASM operator: instantiate and call its `init`).
-    fn open(&mut self, ctx: &OperatorContext) -> Result<(), OperatorError>;
+    /// Prepares the operator (for a WASM operator: instantiate and call its `init`); the
+    /// default does nothing.
+    fn open(&mut self, _ctx: &OperatorContext) -> Result<(), OperatorError> {
+        Ok(())
+    }
 
     /// Processes one batch, emitting results to `out`.
     fn process_batch(&mut self, batch: Batch, out: &mut dyn Collector)

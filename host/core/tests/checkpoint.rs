@@ -53,9 +53,6 @@ impl Operator for CounterOp {
     fn keyed_state(&mut self) -> Option<&mut KeyedStateStore> {
         self.store.as_mut().map(|(s, _)| s)
     }
-    fn open(&mut self, _: &OperatorContext) -> Result<(), OperatorError> {
-        Ok(())
-    }
     fn process_batch(&mut self, b: Batch, out: &mut dyn Collector) -> Result<(), OperatorError> {
         let (store, id) = self.store.as_mut().unwrap();
         let mut o = Batch::with_capacity(b.len(), b.len() * 8);

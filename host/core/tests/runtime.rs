@@ -20,9 +20,6 @@ impl OperatorFactory for KeyByField {
     }
 }
 impl Operator for KeyByFieldOp {
-    fn open(&mut self, _: &OperatorContext) -> Result<(), OperatorError> {
-        Ok(())
-    }
     fn process_batch(
         &mut self,
         batch: Batch,

@@ -9,9 +9,6 @@ use crate::operator::{Collector, Operator, OperatorContext, OperatorError, State
 pub(super) struct SourceHead;
 
 impl Operator for SourceHead {
-    fn open(&mut self, _: &OperatorContext) -> Result<(), OperatorError> {
-        Ok(())
-    }
     fn process_batch(
         &mut self,
         batch: Batch,
