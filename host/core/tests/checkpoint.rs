@@ -328,10 +328,24 @@ fn a_corrupted_checkpoint_is_reported_and_the_one_before_is_used() {
     let first = Sinks::new();
     let g = graph(&ev, 2, &first, &storage, dir.path(), None, &failed);
     let s = Supervisor::start(g, StartFrom::Latest).unwrap();
-    while s.checkpoints().len() < 3 {
-        assert!(!s.is_finished(), "the job ended before three checkpoints");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Two checkpoints after the first one that committed counts, so that the one the
+    // restore falls back to holds counter state (on a loaded machine the first
+    // checkpoints may complete before any event was counted).
+    let wait_for = |done: &dyn Fn() -> bool, what: &str| {
+        while !done() {
+            assert!(!s.is_finished(), "the job ended before {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(
+        &|| !first.counts.lock().unwrap().committed.is_empty(),
+        "a checkpoint committed counts",
+    );
+    let counted = s.checkpoints().len();
+    wait_for(
+        &|| s.checkpoints().len() >= counted + 2,
+        "two more checkpoints",
+    );
     s.cancel();
     assert!(s.join().is_err(), "cancelled");
     let ids = sluice_core::checkpoint::list_checkpoints(storage.as_ref(), "checkpointed").unwrap();
