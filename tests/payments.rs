@@ -1,6 +1,9 @@
 //! A deterministic stream of card payments for the fraud-rules tests: seeded, in event-
 //! time order, with bursts (for the velocity rule), occasional large amounts (for the
-//! amount rule) and cards that go quiet (for idle timers).
+//! amount rule) and cards that go quiet (for idle timers); and the fraud rules computed
+//! directly over them, the reference for the `fraud-rules` plugin.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One payment.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +23,9 @@ impl Payment {
     }
 }
 
-/// Writes `payments` to `path` as JSON lines `{"time", "card", "amount"}` (the input of
-/// `plugins/fraud-rules/fraud.yaml`).
+/// Writes `payments` to `path` (created or truncated) as JSON lines
+/// `{"time": <ms>, "card": "...", "amount": ...}` (the input of
+/// `plugins/fraud-rules/fraud.yaml`). Errors: the file's I/O error.
 pub fn write_jsonl(payments: &[Payment], path: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
@@ -40,7 +44,7 @@ pub fn write_jsonl(payments: &[Payment], path: &std::path::Path) -> std::io::Res
 pub struct PaymentsConfig {
     /// Number of payments.
     pub count: usize,
-    /// Number of distinct cards.
+    /// Number of distinct cards (at least 1).
     pub cards: usize,
     /// Time of the first payment, ms since the epoch.
     pub start_ms: i64,
@@ -134,39 +138,7 @@ pub fn generate(cfg: &PaymentsConfig) -> Vec<Payment> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deterministic_ordered_and_varied() {
-        let cfg = PaymentsConfig::default();
-        let a = generate(&cfg);
-        assert_eq!(a, generate(&cfg));
-        assert_eq!(a.len(), cfg.count);
-        assert!(a.windows(2).all(|w| w[0].time <= w[1].time));
-        let cards: std::collections::BTreeSet<_> = a.iter().map(|p| &p.card).collect();
-        assert!(cards.len() > cfg.cards / 2, "{}", cards.len());
-        let other = generate(&PaymentsConfig { seed: 8, ..cfg });
-        assert_ne!(a, other);
-        // Values are JSON objects with the amount written to round-trip exactly.
-        for p in &a[..100] {
-            let v: serde_json::Value = serde_json::from_str(&p.value()).unwrap();
-            assert_eq!(v["card"], p.card.as_str());
-            let text = p.value();
-            let amount = text
-                .split("\"amount\":")
-                .nth(1)
-                .unwrap()
-                .trim_end_matches('}');
-            assert_eq!(amount.parse::<f64>().unwrap(), p.amount);
-        }
-    }
-}
-
 // ---- the fraud rules, computed directly (the reference for the fraud-rules plugin) ----
-
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The fraud plugin's settings, shared by the plugin's config and the reference.
 #[derive(Clone, Copy)]
@@ -222,8 +194,10 @@ pub struct Alert {
     pub nums: BTreeMap<String, f64>,
 }
 
-/// Parses an alert (a flat JSON object of strings and numbers) with numbers read by
-/// `str::parse::<f64>`, which rounds exactly (serde_json's default parser may not).
+/// Parses an alert as the plugin writes it (a flat JSON object of strings without `,` and
+/// numbers, with `card`, `rule` and `time`; every other field is a number) with numbers
+/// read by `str::parse::<f64>`, which rounds exactly (serde_json's default parser may
+/// not). Panics on any other text.
 pub fn parse_alert(json: &str) -> Alert {
     let body = json
         .strip_prefix('{')
@@ -269,8 +243,9 @@ pub fn alert(card: &str, rule: &str, time: i64, nums: &[(&str, f64)]) -> Alert {
 }
 
 /// The three rules, computed directly: for each payment in order, first the idle timers
-/// the watermark it met (`watermarks[i]`) has passed, in (time, card) order, then the
-/// payment; at the end every remaining timer.
+/// the watermark it met (`watermarks[i]`, ms; one per payment) has passed, in
+/// (time, card) order, then the payment; at the end every remaining timer. Returns the
+/// alerts in the order a single subtask emits them.
 pub fn reference(payments: &[Payment], watermarks: &[i64], r: &Rules) -> Vec<Alert> {
     #[derive(Default)]
     struct Card {
@@ -346,8 +321,9 @@ pub fn reference(payments: &[Payment], watermarks: &[i64], r: &Rules) -> Vec<Ale
 /// Bounded out-of-orderness of the payments' watermarks.
 pub const OUT_OF_ORDERNESS: i64 = 5_000;
 
-/// The watermark each payment meets, as a source's bounded-out-of-orderness generator
-/// gives it: the highest earlier event time, minus the bound, minus 1 ms.
+/// The watermark each payment meets (ms, one per payment), as a source's
+/// bounded-out-of-orderness generator gives it: the highest earlier event time, minus
+/// [`OUT_OF_ORDERNESS`], minus 1 ms; `i64::MIN` (no watermark yet) for the first.
 pub fn per_event_watermarks(payments: &[Payment]) -> Vec<i64> {
     let mut max = i64::MIN;
     payments
@@ -362,4 +338,102 @@ pub fn per_event_watermarks(payments: &[Payment]) -> Vec<i64> {
             w
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_ordered_and_varied() {
+        let cfg = PaymentsConfig::default();
+        let a = generate(&cfg);
+        assert_eq!(a, generate(&cfg));
+        assert_eq!(a.len(), cfg.count);
+        assert!(a.windows(2).all(|w| w[0].time <= w[1].time));
+        let cards: std::collections::BTreeSet<_> = a.iter().map(|p| &p.card).collect();
+        assert!(cards.len() > cfg.cards / 2, "{}", cards.len());
+        let other = generate(&PaymentsConfig { seed: 8, ..cfg });
+        assert_ne!(a, other);
+        // Values are JSON objects with the amount written to round-trip exactly.
+        for p in &a[..100] {
+            let v: serde_json::Value = serde_json::from_str(&p.value()).unwrap();
+            assert_eq!(v["card"], p.card.as_str());
+            let text = p.value();
+            let amount = text
+                .split("\"amount\":")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches('}');
+            assert_eq!(amount.parse::<f64>().unwrap(), p.amount);
+        }
+    }
+
+    #[test]
+    fn reference_and_watermarks_of_a_hand_computed_case() {
+        let pay = |time: i64, card: &str, amount: f64| Payment {
+            time,
+            card: card.to_string(),
+            amount,
+        };
+        let payments = [
+            pay(0, "a", 10.0),
+            pay(60_000, "a", 10.0),
+            pay(120_000, "a", 10.0),
+            // The 4th in 5 minutes: velocity.
+            pay(180_000, "a", 10.0),
+            // 5 times the mean of 4 payments: amount.
+            pay(600_000, "a", 50.0),
+            pay(2_405_001, "b", 1.0),
+            // Meets watermark 2,405,001 - 5,000 - 1 = a's idle timer (600,000 + 30 min).
+            pay(2_405_002, "c", 1.0),
+        ];
+        let watermarks = per_event_watermarks(&payments);
+        assert_eq!(
+            watermarks,
+            [
+                i64::MIN,
+                -5_001,
+                54_999,
+                114_999,
+                174_999,
+                594_999,
+                2_400_000
+            ]
+        );
+        let want = [
+            alert(
+                "a",
+                "velocity",
+                180_000,
+                &[
+                    ("amount", 10.0),
+                    ("payments", 4.0),
+                    ("window_ms", 300_000.0),
+                ],
+            ),
+            alert(
+                "a",
+                "amount",
+                600_000,
+                &[
+                    ("amount", 50.0),
+                    ("mean", 10.0),
+                    ("history", 4.0),
+                    ("factor", 4.0),
+                ],
+            ),
+            alert("a", "idle-reset", 2_400_000, &[("payments", 5.0)]),
+            alert("b", "idle-reset", 4_205_001, &[("payments", 1.0)]),
+            alert("c", "idle-reset", 4_205_002, &[("payments", 1.0)]),
+        ];
+        assert_eq!(reference(&payments, &watermarks, &RULES), want);
+        // Alerts read back from the plugin's JSON.
+        assert_eq!(
+            parse_alert(
+                r#"{"card":"a","rule":"amount","time":600000,"amount":50,"mean":10,"history":4,"factor":4}"#
+            ),
+            want[1]
+        );
+    }
 }
