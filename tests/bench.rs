@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// How a benchmark run keeps its state.
 #[derive(Debug, Clone, Copy)]
 pub struct Mode {
-    /// Printed.
+    /// What the mode is, printed above its runs (and matched by `$SLUICE_BENCH_MODE`).
     pub label: &'static str,
     /// `heap` or `rocksdb`.
     pub backend: &'static str,
@@ -52,8 +52,9 @@ pub const MODES: [Mode; 5] = [
     },
 ];
 
-/// Sets `graph`'s state backend and checkpoints for `mode`, with storage and state under
-/// `dir`.
+/// Sets `graph`'s state backend and checkpoints for `mode`, with the state under
+/// `dir/state` and the checkpoint storage (a local folder, 2 retained) under
+/// `dir/checkpoints`. Panics when the storage cannot be opened.
 pub fn apply(graph: &mut JobGraph, mode: Mode, dir: &Path) {
     let factory: Arc<dyn KvBackendFactory> = match mode.backend {
         "heap" => Arc::new(HeapKvBackendFactory),
@@ -72,9 +73,21 @@ pub fn apply(graph: &mut JobGraph, mode: Mode, dir: &Path) {
 }
 
 /// Runs every mode (or those whose label contains `$SLUICE_BENCH_MODE`) `runs` times
-/// over graphs from `build` and prints a line per run and a median per mode, with the CPU per
-/// event relative to the first mode.
-pub fn compare(name: &str, runs: usize, dir: &Path, mut build: impl FnMut() -> JobGraph) {
+/// over graphs from `build`, with state and checkpoints under `dir`, and prints a line per
+/// run and a median per mode, with the CPU per event and events per second relative to
+/// the same backend without checkpoints.
+///
+/// The figures are only printed for correct runs: each run must read `events` events
+/// (panics otherwise), and after each mode's last run `check` must accept the job's
+/// output (it panics on a wrong one; it runs outside the timing).
+pub fn compare(
+    name: &str,
+    runs: usize,
+    dir: &Path,
+    events: u64,
+    mut build: impl FnMut() -> JobGraph,
+    mut check: impl FnMut(),
+) {
     println!("{name}, {runs} runs per mode");
     // Per backend: the run without checkpoints.
     let mut baselines: Vec<(&str, (f64, f64))> = Vec::new();
@@ -85,7 +98,8 @@ pub fn compare(name: &str, runs: usize, dir: &Path, mut build: impl FnMut() -> J
             continue;
         }
         println!("{}:", mode.label);
-        let mut results = Vec::new();
+        // CPU-s per M events and events/s of each run.
+        let (mut cpu, mut rate) = (Vec::new(), Vec::new());
         for run in 1..=runs {
             let t = Instant::now();
             let mut graph = build();
@@ -102,6 +116,11 @@ pub fn compare(name: &str, runs: usize, dir: &Path, mut build: impl FnMut() -> J
             let checkpoints = job.checkpoints();
             job.join().unwrap();
             let s = RunSummary::from_metrics(&metrics, process_cpu_time() - cpu0);
+            assert_eq!(
+                s.events_in, events,
+                "{}, run {run}: events read",
+                mode.label
+            );
             let eps = s.events_in as f64 / s.elapsed.as_secs_f64();
             let cpu_per_m = s.cpu.as_secs_f64() / (s.events_in as f64 / 1e6);
             let ckpt = if checkpoints.is_empty() {
@@ -125,14 +144,13 @@ pub fn compare(name: &str, runs: usize, dir: &Path, mut build: impl FnMut() -> J
                 1.0 / cpu_per_m,
                 prepare.as_secs_f64()
             );
-            results.push((cpu_per_m, eps));
+            cpu.push(cpu_per_m);
+            rate.push(eps);
             let _ = std::fs::remove_dir_all(&run_dir);
         }
-        results.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (cpu_per_m, _) = results[results.len() / 2];
-        let mut wall: Vec<f64> = results.iter().map(|r| r.1).collect();
-        wall.sort_by(f64::total_cmp);
-        let median_eps = wall[wall.len() / 2];
+        // Figures of a wrong run mean nothing: check the output before the medians.
+        check();
+        let (cpu_per_m, median_eps) = (median(cpu), median(rate));
         let vs = match baselines.iter().find(|(b, _)| *b == mode.backend) {
             Some((_, b)) if mode.interval_ms.is_some() => format!(
                 "; vs no checkpoints: {:+.1} % CPU per event, {:+.1} % events/s wall",
@@ -145,10 +163,16 @@ pub fn compare(name: &str, runs: usize, dir: &Path, mut build: impl FnMut() -> J
             baselines.push((mode.backend, (cpu_per_m, median_eps)));
         }
         println!(
-            "  median: {:.3} CPU-s per M events ({:.2} M events per CPU-second), {:.2} M events/s wall{vs}",
+            "  median: {:.3} CPU-s per M events ({:.2} M events per CPU-second), {:.2} M events/s wall{vs}; output checked",
             cpu_per_m,
             1.0 / cpu_per_m,
             median_eps / 1e6
         );
     }
+}
+
+/// The median of `values` (the upper one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }

@@ -6,8 +6,10 @@
 //! `cargo bench -p sluice-tests --bench flights` prints events per second and CPU-seconds
 //! per million events (process CPU, all threads, from job start to end; the spec's
 //! preparation — reading and ordering the file, compiling the component — is reported
-//! separately), and the checkpoints' count, duration and size. `SLUICE_BENCH_RUNS` sets
-//! the number of runs per mode (default 3).
+//! separately), and the checkpoints' count, duration and size; the output of each mode's
+//! last run is checked against the exact answer (`flights::exact_answer`) before its
+//! medians are printed. `SLUICE_BENCH_RUNS` sets the number of runs per mode (default 3),
+//! `SLUICE_BENCH_MODE` picks modes by a part of their label.
 
 use sluice_cli::job::{JobResolver, build_graph};
 use sluice_core::spec::Overrides;
@@ -26,16 +28,26 @@ fn main() {
     std::fs::create_dir_all(&out).unwrap();
     let wasm = WasmRuntime::new(RuntimeConfig::default()).unwrap();
     let spec = plugins::repo_root().join(flights::SPEC);
+    // The spec writes ../../out/flights/*.jsonl relative to the output folder.
+    let written = out.join("../../out/flights");
+    let mut answer = None;
     bench::compare(
         "flights job (parallelism 2, batch size 1024)",
         runs,
         tmp.path(),
+        3_000_000,
         || {
             let resolver = JobResolver {
                 wasm: &wasm,
                 output_dir: Some(out.clone()),
             };
             build_graph(&spec, &resolver, Overrides::default()).unwrap()
+        },
+        || {
+            let answer = answer.get_or_insert_with(|| {
+                flights::exact_answer(&flights::read_rows(&flights::dataset(), None, None))
+            });
+            flights::check_output(answer, &flights::read_output(&written), "flights bench");
         },
     );
 }

@@ -4,8 +4,12 @@
 //! JSON-lines sinks), without checkpoints and with checkpoints (heap and RocksDB state,
 //! every 1 s and every 200 ms, to a local folder).
 //!
+//! The alerts of each mode's last run are checked against the rules computed directly
+//! (`payments::reference`) before its medians are printed.
+//!
 //! `cargo bench -p sluice-tests --bench fraud`; `SLUICE_BENCH_RUNS` sets the runs per
-//! mode (default 3), `SLUICE_BENCH_PAYMENTS` the number of payments.
+//! mode (default 3), `SLUICE_BENCH_PAYMENTS` the number of payments, `SLUICE_BENCH_MODE`
+//! picks modes by a part of their label.
 
 use sluice_cli::job::{JobResolver, build_graph};
 use sluice_core::spec::Overrides;
@@ -46,23 +50,41 @@ fn main() {
         mean_gap_ms: 1_000,
         ..Default::default()
     };
-    payments::write_jsonl(
-        &payments::generate(&cfg),
-        &tmp.path().join("out/payments.jsonl"),
-    )
-    .unwrap();
+    let payments = payments::generate(&cfg);
+    payments::write_jsonl(&payments, &tmp.path().join("out/payments.jsonl")).unwrap();
+    // The spec's rules are the reference's (RULES); its alerts go to out/fraud/alerts.jsonl.
+    let by_content = |a: &payments::Alert, b: &payments::Alert| a.partial_cmp(b).unwrap();
+    let mut want = payments::reference(
+        &payments,
+        &payments::per_event_watermarks(&payments),
+        &payments::RULES,
+    );
+    want.sort_by(by_content);
+    drop(payments);
     let wasm = WasmRuntime::new(RuntimeConfig::default()).unwrap();
     let spec = spec_dir.join("fraud.yaml");
     bench::compare(
         &format!("fraud job ({count} payments, 10,000 cards, parallelism 2)"),
         runs,
         &tmp.path().join("bench"),
+        count as u64,
         || {
             let resolver = JobResolver {
                 wasm: &wasm,
                 output_dir: None,
             };
             build_graph(&spec, &resolver, Overrides::default()).unwrap()
+        },
+        || {
+            // Cards are spread over two subtasks: compare as multisets.
+            let text = std::fs::read_to_string(tmp.path().join("out/fraud/alerts.jsonl")).unwrap();
+            let mut got: Vec<payments::Alert> = text.lines().map(payments::parse_alert).collect();
+            got.sort_by(by_content);
+            assert_eq!(got.len(), want.len(), "fraud bench: number of alerts");
+            assert!(
+                got == want,
+                "fraud bench: the alerts differ from the reference"
+            );
         },
     );
 }
