@@ -47,9 +47,10 @@ pub fn build() -> PathBuf {
     .clone()
 }
 
-/// The built component of plugin crate `name` (`flight_delays`, `fraud_rules`,
-/// `identity`, `test_faults`, `test_state`, `test_other_world`, `test_extra_import`;
-/// dashes are accepted too), building the plugins first if needed.
+/// The path of the built component of plugin crate `name` (`flight_delays`,
+/// `fraud_rules`, `identity`, `test_faults`, `test_state`, `test_other_world`,
+/// `test_extra_import`; dashes are accepted too), building the plugins first if needed.
+/// Panics when the build made no such component.
 pub fn wasm(name: &str) -> PathBuf {
     let path = build().join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.is_file(), "no plugin component at {}", path.display());
@@ -83,7 +84,8 @@ pub fn cargo_command() -> Command {
 }
 
 /// One WASM runtime per test process, with its compile cache next to the built plugins
-/// (so every test binary reuses the compiled components).
+/// (so every test binary reuses the compiled components) and room for 32 instances.
+/// Panics when the runtime cannot be created.
 pub fn runtime() -> &'static sluice_wasm::WasmRuntime {
     static RT: std::sync::OnceLock<sluice_wasm::WasmRuntime> = std::sync::OnceLock::new();
     RT.get_or_init(|| {
@@ -101,7 +103,8 @@ pub fn runtime() -> &'static sluice_wasm::WasmRuntime {
     })
 }
 
-/// The built plugin `name`, loaded (compiled or from the cache) by [`runtime`].
+/// The built plugin `name` (as [`wasm`] names it), loaded (compiled or from the cache)
+/// by [`runtime`]. Panics when it does not load.
 pub fn load(name: &str) -> sluice_wasm::LoadedComponent {
     runtime().load_component(wasm(name)).unwrap()
 }
@@ -112,4 +115,14 @@ pub fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The `(code, message)` of an operator's typed error
+/// ([`OperatorError::Returned`](sluice_core::operator::OperatorError::Returned)). Panics,
+/// showing the error, when it is a fault instead.
+pub fn returned(err: &sluice_core::operator::OperatorError) -> (&str, &str) {
+    match err {
+        sluice_core::operator::OperatorError::Returned { code, message, .. } => (code, message),
+        other => panic!("expected a typed error returned by the operator, got {other:?}"),
+    }
 }

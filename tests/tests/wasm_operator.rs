@@ -10,9 +10,9 @@ use sluice_wasm::{
 };
 use std::time::{Duration, Instant};
 
-/// One runtime for the tests of this process, with its cache under plugins/target (so a
-/// second test run does not compile again).
-use plugins::{config, load, runtime};
+// One runtime for the tests of this process, with its cache under plugins/target (so a
+// second test run does not compile again).
+use plugins::{config, load, returned, runtime};
 
 fn ctx(id: &str) -> OperatorContext {
     OperatorContext {
@@ -26,6 +26,13 @@ fn open(name: &str, id: &str, cfg: &[(&str, &str)], limits: Limits) -> WasmOpera
     let mut op = WasmOperator::new(&load(name), config(cfg), limits);
     op.open(&ctx(id)).unwrap();
     op
+}
+
+/// A batch of one event: time 1, no key, `value`.
+fn one_event(value: &[u8]) -> Batch {
+    let mut b = Batch::new();
+    b.push(1, b"", value);
+    b
 }
 
 #[derive(Default)]
@@ -141,16 +148,12 @@ fn flight_delays_rejects_bad_input_and_bad_config() {
     let mut b = flight_batch(&flights(3));
     b.push(5, b"", b"\x01\x02");
     let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
-    match &err {
-        OperatorError::Returned { code, message, .. } => {
-            assert_eq!(code, "invalid-input");
-            assert!(
-                message.contains("event 3") && message.contains("packed record"),
-                "{message}"
-            );
-        }
-        other => panic!("expected a returned error, got {other:?}"),
-    }
+    let (code, message) = returned(&err);
+    assert_eq!(code, "invalid-input");
+    assert!(
+        message.contains("event 3") && message.contains("packed record"),
+        "{message}"
+    );
     assert!(
         err.to_string().contains("operator 'delays' (subtask 1/2)"),
         "{err}"
@@ -165,10 +168,9 @@ fn flight_delays_rejects_bad_input_and_bad_config() {
         Limits::default(),
     );
     let err = op.open(&ctx("delays")).unwrap_err();
-    assert!(
-        matches!(&err, OperatorError::Returned { code, message, .. } if code == "invalid-config" && message.contains("'soon'")),
-        "{err:?}"
-    );
+    let (code, message) = returned(&err);
+    assert_eq!(code, "invalid-config");
+    assert!(message.contains("'soon'"), "{message}");
 }
 
 #[test]
@@ -234,8 +236,7 @@ fn a_panic_is_a_fault_with_the_panic_message_and_kills_the_instance() {
         &[("mode", "trap-on"), ("poison", "bad")],
         Limits::default(),
     );
-    let mut good = Batch::new();
-    good.push(1, b"", b"fine");
+    let good = one_event(b"fine");
     op.process_batch(good.clone(), &mut Collected::default())
         .unwrap();
     let mut b = Batch::new();
@@ -265,8 +266,7 @@ fn a_memory_bomb_hits_the_memory_limit_and_the_host_lives_on() {
         ..Limits::default()
     };
     let mut op = open("test-faults", "bomb", &[("mode", "memory-bomb")], limits);
-    let mut b = Batch::new();
-    b.push(1, b"", b"boom");
+    let b = one_event(b"boom");
     let err = op
         .process_batch(b.clone(), &mut Collected::default())
         .unwrap_err();
@@ -289,8 +289,7 @@ fn an_infinite_loop_ends_at_the_time_limit() {
         ..Limits::default()
     };
     let mut op = open("test-faults", "loop", &[("mode", "infinite-loop")], limits);
-    let mut b = Batch::new();
-    b.push(1, b"", b"spin");
+    let b = one_event(b"spin");
     let start = Instant::now();
     let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
     let took = start.elapsed();
@@ -315,8 +314,7 @@ fn sleeping_is_refused_rather_than_blocking_the_thread() {
         ..Limits::default()
     };
     let mut op = open("test-faults", "sleepy", &[("mode", "sleep")], limits);
-    let mut b = Batch::new();
-    b.push(1, b"", b"zzz");
+    let b = one_event(b"zzz");
     let start = Instant::now();
     let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
     let text = err.to_string();
@@ -337,37 +335,29 @@ fn typed_errors_are_returned() {
         &[("mode", "error")],
         Limits::default(),
     );
-    let mut b = Batch::new();
-    b.push(1, b"", b"what");
+    let b = one_event(b"what");
     let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
-    match err {
-        OperatorError::Returned {
-            context,
-            code,
-            message,
-        } => {
-            assert_eq!(context, "operator 'err' (subtask 1/2)");
-            assert_eq!(code, "invalid-input");
-            assert_eq!(
-                message,
-                "event 0 (timestamp 1): cannot handle value \"what\""
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    let (code, message) = returned(&err);
+    assert_eq!(code, "invalid-input");
+    assert_eq!(
+        message,
+        "event 0 (timestamp 1): cannot handle value \"what\""
+    );
+    assert_eq!(
+        err.to_string(),
+        "operator 'err' (subtask 1/2): operator error (invalid-input): event 0 (timestamp 1): \
+         cannot handle value \"what\""
+    );
 
     let mut op = WasmOperator::new(
         &load("test-faults"),
         config(&[("mode", "init-error")]),
         Limits::default(),
     );
-    match op.open(&ctx("init")).unwrap_err() {
-        OperatorError::Returned { code, message, .. } => {
-            assert_eq!(code, "invalid-config");
-            assert!(message.contains("refusing to start"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let err = op.open(&ctx("init")).unwrap_err();
+    let (code, message) = returned(&err);
+    assert_eq!(code, "invalid-config");
+    assert!(message.contains("refusing to start"), "{message}");
     // process after a failed init: an error, not a panic.
     assert!(
         op.process_batch(Batch::new(), &mut Collected::default())
@@ -485,8 +475,7 @@ fn compiled_components_are_cached_on_disk() {
 
 #[test]
 fn clocks_are_frozen_unless_granted() {
-    let mut b = Batch::new();
-    b.push(1, b"", b"now?");
+    let b = one_event(b"now?");
     let read = |op: &mut WasmOperator| {
         let mut out = Collected::default();
         op.process_batch(b.clone(), &mut out).unwrap();
@@ -543,8 +532,7 @@ fn guest_output_and_log_calls_reach_tracing_with_the_operator() {
             &[("mode", "side")],
             Limits::default(),
         );
-        let mut b = Batch::new();
-        b.push(1, b"", b"x");
+        let b = one_event(b"x");
         op.process_batch(b, &mut Collected::default()).unwrap();
     });
     let logged = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();

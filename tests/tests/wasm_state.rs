@@ -11,7 +11,7 @@ use sluice_core::state::{
     Clock, HeapKvBackend, HeapKvBackendFactory, KeyedStateStore, KvBackend, KvBackendFactory,
 };
 use sluice_tests::payments::{
-    self, Alert, OUT_OF_ORDERNESS, Payment, PaymentsConfig, RULES, Rules, parse_alert,
+    self, Alert, OUT_OF_ORDERNESS, Payment, PaymentsConfig, RULES, parse_alert,
     per_event_watermarks, reference,
 };
 use sluice_tests::plugins;
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use plugins::{config, load};
+use plugins::{config, load, returned};
 
 fn ctx(id: &str) -> OperatorContext {
     OperatorContext {
@@ -159,82 +159,62 @@ fn ev(ts: i64, key: &str, v: &str) -> Item {
     Item::Ev(ts, key.to_string(), v.to_string())
 }
 
+/// Runs one batch of commands `(key, command, expected output)` at time `ts` and checks
+/// each command's output.
+fn check_steps(op: &mut WasmOperator, ts: i64, steps: &[(&str, &str, &str)]) {
+    let rows: Vec<Row> = steps.iter().map(|&(key, cmd, _)| E(ts, key, cmd)).collect();
+    let want: Vec<&str> = steps.iter().map(|&(_, _, out)| out).collect();
+    assert_eq!(run(op, &rows), want);
+}
+
 #[test]
 fn value_map_and_list_state_are_per_key_and_survive_batches() {
     let clock = TestClock::default();
     let mut op = keyed("test-state", &[], &clock);
     assert!(op.keyed_state().is_some());
-    let got = run(
+    check_steps(
         &mut op,
+        1,
         &[
-            E(1, "a", "vget"),
-            E(1, "a", "vset apple"),
-            E(1, "b", "vset banana"),
-            E(1, "a", "vget"),
-            E(1, "b", "vget"),
-            E(1, "a", "mput k2 two"),
-            E(1, "a", "mput k1 one"),
-            E(1, "b", "mput k9 nine"),
-            E(1, "a", "mget k1"),
-            E(1, "a", "mget k3"),
-            E(1, "a", "lappend x"),
-            E(1, "a", "lappend y"),
-            E(1, "b", "lappend z"),
+            ("a", "vget", "v=none"),
+            ("a", "vset apple", "ok"),
+            ("b", "vset banana", "ok"),
+            ("a", "vget", "v=apple"),
+            ("b", "vget", "v=banana"),
+            ("a", "mput k2 two", "ok"),
+            ("a", "mput k1 one", "ok"),
+            ("b", "mput k9 nine", "ok"),
+            ("a", "mget k1", "m=one"),
+            ("a", "mget k3", "m=none"),
+            ("a", "lappend x", "ok"),
+            ("a", "lappend y", "ok"),
+            ("b", "lappend z", "ok"),
         ],
-    );
-    assert_eq!(
-        got,
-        [
-            "v=none", "ok", "ok", "v=apple", "v=banana", "ok", "ok", "ok", "m=one", "m=none", "ok",
-            "ok", "ok"
-        ]
     );
     // A later batch sees the same state.
-    let got = run(
+    check_steps(
         &mut op,
+        2,
         &[
-            E(2, "a", "mentries"),
-            E(2, "a", "mkeys"),
-            E(2, "b", "mentries"),
-            E(2, "a", "mdel k2"),
-            E(2, "a", "mentries"),
-            E(2, "a", "lget"),
-            E(2, "b", "lget"),
-            E(2, "a", "lset p,q,r"),
-            E(2, "a", "lget"),
-            E(2, "a", "lset -"),
-            E(2, "a", "lget"),
-            E(2, "a", "vclear"),
-            E(2, "a", "vget"),
-            E(2, "b", "vget"),
-            E(2, "a", "mclear"),
-            E(2, "a", "mentries"),
-            E(2, "b", "lclear"),
-            E(2, "b", "lget"),
+            ("a", "mentries", "k1=one,k2=two"),
+            ("a", "mkeys", "k1,k2"),
+            ("b", "mentries", "k9=nine"),
+            ("a", "mdel k2", "ok"),
+            ("a", "mentries", "k1=one"),
+            ("a", "lget", "x,y"),
+            ("b", "lget", "z"),
+            ("a", "lset p,q,r", "ok"),
+            ("a", "lget", "p,q,r"),
+            ("a", "lset -", "ok"),
+            ("a", "lget", ""),
+            ("a", "vclear", "ok"),
+            ("a", "vget", "v=none"),
+            ("b", "vget", "v=banana"),
+            ("a", "mclear", "ok"),
+            ("a", "mentries", ""),
+            ("b", "lclear", "ok"),
+            ("b", "lget", ""),
         ],
-    );
-    assert_eq!(
-        got,
-        [
-            "k1=one,k2=two",
-            "k1,k2",
-            "k9=nine",
-            "ok",
-            "k1=one",
-            "x,y",
-            "z",
-            "ok",
-            "p,q,r",
-            "ok",
-            "",
-            "ok",
-            "v=none",
-            "v=banana",
-            "ok",
-            "",
-            "ok",
-            ""
-        ]
     );
 }
 
@@ -473,17 +453,13 @@ fn state_errors_are_typed_and_clear() {
     // A non-keyed operator that declares state in init: init fails with `state`.
     let err = operator("test-state", &[], None, &clock).unwrap_err();
     eprintln!("{err}");
-    match &err {
-        OperatorError::Returned { code, message, .. } => {
-            assert_eq!(code, "state");
-            assert!(
-                message.contains("declaring state 'v'") && message.contains("not-keyed"),
-                "{message}"
-            );
-            assert!(message.contains("not keyed (no key_by edge"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let (code, message) = returned(&err);
+    assert_eq!(code, "state");
+    assert!(
+        message.contains("declaring state 'v'") && message.contains("not-keyed"),
+        "{message}"
+    );
+    assert!(message.contains("not keyed (no key_by edge"), "{message}");
 
     // A non-keyed operator that declares nothing: state and timer calls are refused,
     // the watermark is there.
@@ -558,16 +534,12 @@ fn state_errors_are_typed_and_clear() {
             &mut out,
         )
         .unwrap_err();
-    match &err {
-        OperatorError::Returned { code, message, .. } => {
-            assert_eq!(code, "state");
-            assert!(
-                message.starts_with("event 1: bad-index: row 7 is not in the batch"),
-                "{message}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    let (code, message) = returned(&err);
+    assert_eq!(code, "state");
+    assert!(
+        message.starts_with("event 1: bad-index: row 7 is not in the batch"),
+        "{message}"
+    );
     assert_eq!(run(&mut op, &[E(1, "a", "vget")]), ["v=none"]);
 
     // State calls in init (no current key).
@@ -609,10 +581,6 @@ fn a_guest_that_ignores_the_limit_is_refused() {
 
 // ---- fraud rules ----
 
-fn fraud_config(r: &Rules) -> Vec<(String, String)> {
-    r.config()
-}
-
 /// Feeds `payments` to `op` in batches of `size`, each payment preceded by a mark of its
 /// watermark (`in_batch`), or each batch preceded by `process_watermark` of the first
 /// payment's watermark (`!in_batch`); returns the alerts.
@@ -647,11 +615,7 @@ fn finish(op: &mut WasmOperator) -> Vec<Alert> {
 }
 
 fn fraud_operator(store: KeyedStateStore, clock: &TestClock) -> WasmOperator {
-    let mut op = WasmOperator::new(
-        &load("fraud-rules"),
-        fraud_config(&RULES),
-        Limits::default(),
-    );
+    let mut op = WasmOperator::new(&load("fraud-rules"), RULES.config(), Limits::default());
     op.initialize_state(state_context(Some(store), clock))
         .unwrap();
     op.open(&ctx("fraud")).unwrap();
@@ -886,7 +850,7 @@ mod job {
         fn create(&self, _: usize, _: usize) -> Result<Box<dyn Operator>, OperatorError> {
             Ok(Box::new(WasmOperator::new(
                 &self.0,
-                fraud_config(&RULES),
+                RULES.config(),
                 Limits::default(),
             )))
         }
