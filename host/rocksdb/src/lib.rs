@@ -177,6 +177,7 @@ impl RocksDbBackendFactory {
         Ok(RocksDbBackend {
             db,
             path: dir.to_path_buf(),
+            read: ReadOptions::default(),
             write,
             lineage: new_lineage(dir),
             restored: HashMap::new(),
@@ -311,6 +312,9 @@ impl KvBackendFactory for RocksDbBackendFactory {
 pub struct RocksDbBackend {
     db: DB,
     path: PathBuf,
+    /// The options of point reads, made once (`DB::get_pinned` makes and frees a C
+    /// `ReadOptions` per call).
+    read: ReadOptions,
     /// WAL off: checkpoints, which flush first, are what makes state durable.
     write: WriteOptions,
     /// The prefix of this database's own SST files' snapshot names.
@@ -375,7 +379,7 @@ impl KvBackend for RocksDbBackend {
     }
 
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        match self.db.get_pinned(key) {
+        match self.db.get_pinned_opt(key, &self.read) {
             Ok(v) => Ok(v.map(|v| v.to_vec())),
             Err(e) => Err(self.err("get", e)),
         }
