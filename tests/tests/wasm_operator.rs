@@ -2,7 +2,7 @@
 //! marks, faults, limits, load errors and the compiled-component cache.
 
 use sluice_core::batch::{Batch, WatermarkMark};
-use sluice_core::operator::{Collector, Operator, OperatorContext, OperatorError};
+use sluice_core::operator::{Operator, OperatorContext, OperatorError, VecCollector};
 use sluice_packed::{Reader, Writer};
 use sluice_tests::plugins;
 use sluice_wasm::{
@@ -33,25 +33,6 @@ fn one_event(value: &[u8]) -> Batch {
     let mut b = Batch::new();
     b.push(1, b"", value);
     b
-}
-
-#[derive(Default)]
-struct Collected {
-    main: Vec<Batch>,
-    side: Vec<(String, Batch)>,
-    watermarks: Vec<i64>,
-}
-
-impl Collector for Collected {
-    fn collect(&mut self, batch: Batch) {
-        self.main.push(batch);
-    }
-    fn collect_side(&mut self, output: &str, batch: Batch) {
-        self.side.push((output.to_string(), batch));
-    }
-    fn collect_watermark(&mut self, watermark: i64) {
-        self.watermarks.push(watermark);
-    }
 }
 
 struct Flight {
@@ -106,7 +87,7 @@ fn flight_delays_flags_delays_above_the_threshold() {
     let input = flight_batch(&rows);
     let marks = input.marks().to_vec();
     assert!(marks.len() > 5);
-    let mut out = Collected::default();
+    let mut out = VecCollector::default();
     op.process_batch(input, &mut out).unwrap();
     assert_eq!(out.main.len(), 1);
     let got = &out.main[0];
@@ -130,7 +111,7 @@ fn flight_delays_flags_delays_above_the_threshold() {
     // The default threshold is 15; a second batch on the same instance.
     let mut op = open("flight-delays", "delays", &[], Limits::default());
     let rows = flights(30);
-    let mut out = Collected::default();
+    let mut out = VecCollector::default();
     op.process_batch(flight_batch(&rows), &mut out).unwrap();
     for (i, f) in rows.iter().enumerate() {
         let mut r = Reader::new(out.main[0].value(i));
@@ -147,7 +128,9 @@ fn flight_delays_rejects_bad_input_and_bad_config() {
     let mut op = open("flight-delays", "delays", &[], Limits::default());
     let mut b = flight_batch(&flights(3));
     b.push(5, b"", b"\x01\x02");
-    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    let err = op
+        .process_batch(b, &mut VecCollector::default())
+        .unwrap_err();
     let (code, message) = returned(&err);
     assert_eq!(code, "invalid-input");
     assert!(
@@ -159,7 +142,7 @@ fn flight_delays_rejects_bad_input_and_bad_config() {
         "{err}"
     );
     // A typed error does not kill the instance.
-    op.process_batch(flight_batch(&flights(2)), &mut Collected::default())
+    op.process_batch(flight_batch(&flights(2)), &mut VecCollector::default())
         .unwrap();
 
     let mut op = WasmOperator::new(
@@ -190,7 +173,7 @@ fn identity_returns_the_batch_exactly() {
         );
     }
     b.push_watermark(5000);
-    let mut out = Collected::default();
+    let mut out = VecCollector::default();
     op.process_batch(b.clone(), &mut out).unwrap();
     assert_eq!(out.main, vec![b]);
 
@@ -220,7 +203,7 @@ fn side_outputs_are_forwarded_with_their_marks() {
     b.push(1, b"a", b"x");
     b.push_watermark(10);
     b.push(2, b"b", b"y");
-    let mut out = Collected::default();
+    let mut out = VecCollector::default();
     op.process_batch(b.clone(), &mut out).unwrap();
     assert_eq!(out.main, vec![b.clone()]);
     assert_eq!(out.side.len(), 1);
@@ -237,12 +220,14 @@ fn a_panic_is_a_fault_with_the_panic_message_and_kills_the_instance() {
         Limits::default(),
     );
     let good = one_event(b"fine");
-    op.process_batch(good.clone(), &mut Collected::default())
+    op.process_batch(good.clone(), &mut VecCollector::default())
         .unwrap();
     let mut b = Batch::new();
     b.push(1, b"", b"ok");
     b.push(2, b"", b"bad");
-    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    let err = op
+        .process_batch(b, &mut VecCollector::default())
+        .unwrap_err();
     let text = err.to_string();
     eprintln!("{text}");
     assert!(matches!(err, OperatorError::Fault { .. }), "{err:?}");
@@ -251,7 +236,7 @@ fn a_panic_is_a_fault_with_the_panic_message_and_kills_the_instance() {
     assert!(text.contains("poison record: bad"), "{text}");
     // Never reused after a trap: errors, no panic.
     let err = op
-        .process_batch(good, &mut Collected::default())
+        .process_batch(good, &mut VecCollector::default())
         .unwrap_err();
     assert!(
         err.to_string().contains("unusable after an earlier fault"),
@@ -268,7 +253,7 @@ fn a_memory_bomb_hits_the_memory_limit_and_the_host_lives_on() {
     let mut op = open("test-faults", "bomb", &[("mode", "memory-bomb")], limits);
     let b = one_event(b"boom");
     let err = op
-        .process_batch(b.clone(), &mut Collected::default())
+        .process_batch(b.clone(), &mut VecCollector::default())
         .unwrap_err();
     let text = err.to_string();
     eprintln!("{text}");
@@ -277,7 +262,7 @@ fn a_memory_bomb_hits_the_memory_limit_and_the_host_lives_on() {
     assert!(text.contains("memory limit of 16 MiB"), "{text}");
     // The host and other instances are fine.
     let mut id = open("identity", "id", &[], Limits::default());
-    let mut out = Collected::default();
+    let mut out = VecCollector::default();
     id.process_batch(b.clone(), &mut out).unwrap();
     assert_eq!(out.main, vec![b]);
 }
@@ -291,7 +276,9 @@ fn an_infinite_loop_ends_at_the_time_limit() {
     let mut op = open("test-faults", "loop", &[("mode", "infinite-loop")], limits);
     let b = one_event(b"spin");
     let start = Instant::now();
-    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    let err = op
+        .process_batch(b, &mut VecCollector::default())
+        .unwrap_err();
     let took = start.elapsed();
     let text = err.to_string();
     eprintln!("{text}");
@@ -316,7 +303,9 @@ fn sleeping_is_refused_rather_than_blocking_the_thread() {
     let mut op = open("test-faults", "sleepy", &[("mode", "sleep")], limits);
     let b = one_event(b"zzz");
     let start = Instant::now();
-    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    let err = op
+        .process_batch(b, &mut VecCollector::default())
+        .unwrap_err();
     let text = err.to_string();
     eprintln!("{text}");
     assert!(matches!(err, OperatorError::Fault { .. }), "{err:?}");
@@ -336,7 +325,9 @@ fn typed_errors_are_returned() {
         Limits::default(),
     );
     let b = one_event(b"what");
-    let err = op.process_batch(b, &mut Collected::default()).unwrap_err();
+    let err = op
+        .process_batch(b, &mut VecCollector::default())
+        .unwrap_err();
     let (code, message) = returned(&err);
     assert_eq!(code, "invalid-input");
     assert_eq!(
@@ -360,7 +351,7 @@ fn typed_errors_are_returned() {
     assert!(message.contains("refusing to start"), "{message}");
     // process after a failed init: an error, not a panic.
     assert!(
-        op.process_batch(Batch::new(), &mut Collected::default())
+        op.process_batch(Batch::new(), &mut VecCollector::default())
             .is_err()
     );
 }
@@ -449,7 +440,7 @@ fn compiled_components_are_cached_on_disk() {
     op.open(&ctx("cached")).unwrap();
     let mut b = Batch::new();
     b.push(1, b"k", b"v");
-    let mut out = Collected::default();
+    let mut out = VecCollector::default();
     op.process_batch(b.clone(), &mut out).unwrap();
     assert_eq!(out.main, vec![b]);
 
@@ -477,7 +468,7 @@ fn compiled_components_are_cached_on_disk() {
 fn clocks_are_frozen_unless_granted() {
     let b = one_event(b"now?");
     let read = |op: &mut WasmOperator| {
-        let mut out = Collected::default();
+        let mut out = VecCollector::default();
         op.process_batch(b.clone(), &mut out).unwrap();
         i64::from_le_bytes(out.main[0].value(0).try_into().unwrap())
     };
@@ -533,7 +524,7 @@ fn guest_output_and_log_calls_reach_tracing_with_the_operator() {
             Limits::default(),
         );
         let b = one_event(b"x");
-        op.process_batch(b, &mut Collected::default()).unwrap();
+        op.process_batch(b, &mut VecCollector::default()).unwrap();
     });
     let logged = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     eprintln!("{logged}");

@@ -14,7 +14,6 @@ use sluice_wasm::{Limits, LoadedComponent, WasmOperator, WasmRuntime};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Creates the parts of a job from its spec.
 pub struct JobResolver<'a> {
@@ -149,7 +148,7 @@ impl Resolver for JobResolver<'_> {
             limits.max_memory_bytes = m.0;
         }
         if let Some(t) = o.limits.time_per_call {
-            limits.time_per_call = Duration::from_millis(t.0 as u64);
+            limits.time_per_call = t.duration();
         }
         let config = o
             .config
