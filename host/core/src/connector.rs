@@ -40,11 +40,36 @@ pub trait SourceReader: Send {
     }
 
     /// Continues after `position` (returned by [`SourceReader::position`] of the same
-    /// subtask of an earlier run), before the first poll.
+    /// subtask of an earlier run), before the first poll. When the source's parallelism
+    /// changed, it is called once with each old subtask's position: take the splits this
+    /// reader now owns from each.
     fn seek(&mut self, _position: &[u8]) -> Result<(), ConnectorError> {
         Err(ConnectorError(
             "this source cannot seek to a checkpointed position".into(),
         ))
+    }
+
+    /// For a reader of several splits (Kafka: topic partitions) whose event times
+    /// advance independently: the split every event of the last batch came from. The
+    /// runtime then keeps a watermark generator per split and combines them by minimum,
+    /// with idleness per split (see [`crate::time::SplitWatermarks`]). `None` (the
+    /// default): the reader is one split.
+    fn batch_split(&self) -> Option<crate::time::SplitId> {
+        None
+    }
+
+    /// The splits assigned to this reader, when they changed since the last call (and
+    /// on the first call, after any [`SourceReader::seek`]); `None` when unchanged.
+    /// A split without data holds the watermark back until it goes idle. The default:
+    /// never any (one split).
+    fn splits_changed(&mut self) -> Option<Vec<crate::time::SplitId>> {
+        None
+    }
+
+    /// Called when checkpoint `checkpoint`, whose position this reader gave, has
+    /// completed (Kafka: commit the offsets to the consumer group for monitoring).
+    fn notify_checkpoint_complete(&mut self, _checkpoint: u64) -> Result<(), ConnectorError> {
+        Ok(())
     }
 }
 

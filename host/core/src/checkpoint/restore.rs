@@ -267,6 +267,21 @@ pub(crate) fn union_operator_states(point: Option<&RestorePoint>, vertex_id: &st
         .unwrap_or_default()
 }
 
+/// The positions source subtask `subtask` of `parallelism` restores from: its own when
+/// the parallelism is unchanged; otherwise every old subtask's, from which its reader
+/// takes the splits it now owns (Flink's Kafka source redistributes partitions so).
+pub(crate) fn source_positions(
+    point: Option<&RestorePoint>,
+    vertex_id: &str,
+    subtask: usize,
+    parallelism: usize,
+) -> Vec<Vec<u8>> {
+    match point.and_then(|p| p.metadata.vertices.get(vertex_id)) {
+        Some(old) if old.parallelism != parallelism => union_operator_states(point, vertex_id),
+        _ => operator_states(point, vertex_id, subtask, parallelism),
+    }
+}
+
 /// The operator states a subtask restores: its own when the parallelism is unchanged;
 /// otherwise old subtask `i`'s goes to new subtask `i % parallelism` (Flink's
 /// round-robin redistribution of operator list state).

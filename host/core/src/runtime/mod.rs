@@ -273,10 +273,9 @@ pub fn start_with(
                             chain,
                             context,
                             checkpointing,
-                            restored: crate::checkpoint::restore::operator_states(
+                            restored: crate::checkpoint::restore::source_positions(
                                 restore, &vertex.id, s, p,
-                            )
-                            .pop(),
+                            ),
                         };
                         task::spawn(&name, state.clone(), move || task.run(&st))
                     }

@@ -13,9 +13,10 @@ use crate::checkpoint::coordinator::{Control, CoordinatorShared};
 use crate::checkpoint::upload::LocalSnapshot;
 use crate::connector::{SourcePoll, SourceReader};
 use crate::time::{
-    BoundedOutOfOrderness, MAX_WATERMARK, WatermarkStrategy, WatermarkValve, now_ms,
+    MAX_WATERMARK, SplitId, SplitWatermarks, WatermarkStrategy, WatermarkValve, now_ms,
 };
 use crossbeam_channel::{Receiver, Select, Sender};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
@@ -79,11 +80,18 @@ enum Exit {
 struct SourcePosition {
     /// Events the reader returned.
     events: u64,
-    /// The watermark generator's highest event time.
-    max_timestamp: Option<i64>,
+    /// The highest event time of each split (the watermark generators' state).
+    #[serde(default)]
+    splits: BTreeMap<SplitId, i64>,
     /// The reader's own position, if it has one.
     reader: Option<Vec<u8>>,
 }
+
+/// The split of a reader that has no splits of its own.
+const ONLY_SPLIT: SplitId = 0;
+
+/// How often a source subtask looks for splits gone idle.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Everything a source subtask runs with.
 pub(super) struct SourceTask {
@@ -94,79 +102,102 @@ pub(super) struct SourceTask {
     pub chain: Chain,
     pub context: String,
     pub checkpointing: Option<TaskCheckpointing>,
-    /// The position restored for this subtask, if any.
-    pub restored: Option<Vec<u8>>,
+    /// The positions this subtask restores from: its own, or, when the parallelism
+    /// changed, every old subtask's (the reader takes its splits from each).
+    pub restored: Vec<Vec<u8>>,
 }
 
 impl SourceTask {
-    /// Continues from a checkpointed position: seeks the reader (or skips the events it
-    /// already returned) and re-emits the watermark reached.
+    /// Continues from the checkpointed positions: seeks the reader (or skips the events
+    /// it already returned) and restores the watermark generators.
     fn restore(
         &mut self,
-        generator: &mut BoundedOutOfOrderness,
+        watermarks: &mut SplitWatermarks,
         events: &mut u64,
     ) -> Result<(), String> {
-        let Some(bytes) = self.restored.take() else {
-            return Ok(());
-        };
-        let pos: SourcePosition = serde_json::from_slice(&bytes)
+        let positions = std::mem::take(&mut self.restored)
+            .iter()
+            .map(|bytes| serde_json::from_slice::<SourcePosition>(bytes))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the checkpointed source position is corrupted: {e}"))?;
-        match &pos.reader {
-            Some(p) => self.reader.seek(p).map_err(|e| e.0)?,
-            None => {
-                let mut left = pos.events;
-                let mut scratch = Batch::with_capacity(self.batch_size, self.batch_size * 32);
-                while left > 0 {
-                    scratch.clear();
-                    let want = (left as usize).min(self.batch_size.max(1));
-                    match self
-                        .reader
-                        .poll_batch(&mut scratch, want)
-                        .map_err(|e| e.0)?
-                    {
-                        SourcePoll::End => {
-                            return Err(format!(
-                                "the input ended {left} events before the checkpointed position ({} events): did the input change?",
-                                pos.events
-                            ));
-                        }
-                        SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
-                        SourcePoll::Data => left -= scratch.len() as u64,
-                    }
+        let mut splits = BTreeMap::new();
+        for pos in &positions {
+            match &pos.reader {
+                Some(p) => self.reader.seek(p).map_err(|e| e.0)?,
+                None if positions.len() > 1 => {
+                    return Err(
+                        "this source cannot be restored with another parallelism: it \
+                                has no position of its own to seek to"
+                            .into(),
+                    );
+                }
+                None => {
+                    self.skip(pos.events)?;
+                    *events = pos.events;
                 }
             }
+            splits.extend(pos.splits.iter().map(|(&k, &v)| (k, v)));
         }
-        *events = pos.events;
-        generator.restore(pos.max_timestamp);
+        watermarks.restore(&splits, Instant::now());
         Ok(())
     }
 
-    fn position(&mut self, generator: &BoundedOutOfOrderness, events: u64) -> Vec<u8> {
+    /// Reads and drops `count` events: the position of a reader that returns the same
+    /// events in the same order each time.
+    fn skip(&mut self, count: u64) -> Result<(), String> {
+        let mut left = count;
+        let mut scratch = Batch::with_capacity(self.batch_size, self.batch_size * 32);
+        while left > 0 {
+            scratch.clear();
+            let want = (left as usize).min(self.batch_size.max(1));
+            match self
+                .reader
+                .poll_batch(&mut scratch, want)
+                .map_err(|e| e.0)?
+            {
+                SourcePoll::End => {
+                    return Err(format!(
+                        "the input ended {left} events before the checkpointed position ({count} events): did the input change?"
+                    ));
+                }
+                SourcePoll::Pending => std::thread::sleep(Duration::from_millis(1)),
+                SourcePoll::Data => left -= scratch.len() as u64,
+            }
+        }
+        Ok(())
+    }
+
+    fn position(&mut self, watermarks: &SplitWatermarks, events: u64) -> Vec<u8> {
         serde_json::to_vec(&SourcePosition {
             events,
-            max_timestamp: generator.max_timestamp(),
+            splits: watermarks.max_timestamps(),
             reader: self.reader.position(),
         })
         .expect("a position serializes")
     }
 
     pub(super) fn run(mut self, state: &JobState) {
-        let mut generator = BoundedOutOfOrderness::new(self.strategy.max_out_of_orderness_ms);
+        let mut watermarks = SplitWatermarks::new(
+            self.strategy.max_out_of_orderness_ms,
+            self.strategy.idleness,
+        );
         let mut events = 0u64;
         let mut next: Option<Batch> = None;
-        let mut last_data = Instant::now();
         let mut idle = false;
+        let mut last_idle_check = Instant::now();
         let mut stopping: Option<u64> = None;
-        if let Err(e) = self.restore(&mut generator, &mut events) {
+        if let Err(e) = self.restore(&mut watermarks, &mut events) {
             state.fail(JobError(format!("{}: restoring: {e}", self.context)));
             return;
         }
+        let first_splits = self.reader.splits_changed().unwrap_or(vec![ONLY_SPLIT]);
+        watermarks.assign(&first_splits, Instant::now());
         let batch_size = self.batch_size;
         let checkpointing = self.checkpointing.take();
         let (paced_since, paced_from) = (Instant::now(), events);
         let result = (|| -> Result<Exit, ChainError> {
-            if generator.current() > i64::MIN {
-                self.chain.process_watermark(generator.current())?;
+            if watermarks.current() > i64::MIN {
+                self.chain.process_watermark(watermarks.current())?;
             }
             loop {
                 if state.cancelled.load(Relaxed) {
@@ -176,7 +207,7 @@ impl SourceTask {
                     while let Ok(msg) = cp.control.try_recv() {
                         match msg {
                             Control::Trigger(b) => {
-                                let position = self.position(&generator, events);
+                                let position = self.position(&watermarks, events);
                                 let mut snap = self.chain.snapshot(b)?;
                                 snap.states[0].operator_state = Some(position);
                                 let _ = cp.uploads.send(snap);
@@ -185,6 +216,9 @@ impl SourceTask {
                                 }
                             }
                             Control::Complete(id) => {
+                                if let Err(e) = self.reader.notify_checkpoint_complete(id) {
+                                    tracing::warn!("{}: after checkpoint {id}: {e}", self.context);
+                                }
                                 self.chain.notify_complete(id)?;
                                 if stopping == Some(id) {
                                     return Ok(Exit::Stopped);
@@ -209,28 +243,20 @@ impl SourceTask {
                 // A fresh batch only after the last one went downstream.
                 let batch =
                     next.get_or_insert_with(|| Batch::with_capacity(batch_size, batch_size * 32));
-                match self.reader.poll_batch(batch, batch_size) {
+                let poll = self.reader.poll_batch(batch, batch_size);
+                if let Some(splits) = self.reader.splits_changed()
+                    && let Some(w) = watermarks.assign(&splits, Instant::now())
+                {
+                    self.chain.process_watermark(w)?;
+                }
+                match poll {
                     Err(e) => {
                         state.fail(JobError(format!("{}: {e}", self.context)));
                         return Ok(Exit::Stopped);
                     }
                     Ok(SourcePoll::End) => return Ok(Exit::Ended),
-                    Ok(SourcePoll::Pending) => {
-                        if let Some(timeout) = self.strategy.idleness
-                            && !idle
-                            && last_data.elapsed() >= timeout
-                        {
-                            idle = true;
-                            self.chain.idle(true)?;
-                        }
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
+                    Ok(SourcePoll::Pending) => std::thread::sleep(Duration::from_millis(1)),
                     Ok(SourcePoll::Data) => {
-                        last_data = Instant::now();
-                        if idle {
-                            idle = false;
-                            self.chain.idle(false)?;
-                        }
                         if let Some(rate) = self.max_events_per_second {
                             // Pace: the events so far may not be ahead of `rate` per second.
                             let due =
@@ -240,11 +266,29 @@ impl SourceTask {
                             }
                         }
                         if !batch.is_empty() {
+                            if idle {
+                                idle = false;
+                                self.chain.idle(false)?;
+                            }
                             let mut batch = next.take().expect("filled above");
                             events += batch.len() as u64;
-                            generator.mark_batch(&mut batch);
+                            let split = self.reader.batch_split().unwrap_or(ONLY_SPLIT);
+                            watermarks.mark_batch(&mut batch, split, Instant::now());
                             self.chain.process_batch(batch)?;
                         }
+                    }
+                }
+                if self.strategy.idleness.is_some()
+                    && last_idle_check.elapsed() >= IDLE_CHECK_INTERVAL
+                {
+                    last_idle_check = Instant::now();
+                    let check = watermarks.check_idle(last_idle_check);
+                    if let Some(w) = check.advanced {
+                        self.chain.process_watermark(w)?;
+                    }
+                    if check.all_idle && !idle {
+                        idle = true;
+                        self.chain.idle(true)?;
                     }
                 }
             }

@@ -1,9 +1,11 @@
 //! Event time: watermark generation at sources and watermark propagation through
 //! operators with several inputs; time rendering; and the processing-time clock.
 
+mod splits;
 mod valve;
 mod watermark;
 
+pub use splits::{IdleCheck, SplitId, SplitWatermarks};
 pub use valve::WatermarkValve;
 pub use watermark::{BoundedOutOfOrderness, WatermarkStrategy};
 
