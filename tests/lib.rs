@@ -2,5 +2,7 @@
 
 pub mod bench;
 pub mod flights;
+pub mod kafka;
+pub mod kill;
 pub mod payments;
 pub mod plugins;

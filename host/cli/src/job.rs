@@ -116,7 +116,10 @@ impl Resolver for JobResolver<'_> {
         spec_dir: &Path,
         field: &str,
     ) -> Result<Arc<dyn SourceFactory>, ConnectorError> {
-        sluice_connectors::source_factory(connector, options, spec_dir, field)
+        match connector {
+            sluice_kafka::CONNECTOR => sluice_kafka::source_factory(options, field),
+            _ => sluice_connectors::source_factory(connector, options, spec_dir, field),
+        }
     }
 
     fn sink(
@@ -127,7 +130,10 @@ impl Resolver for JobResolver<'_> {
         field: &str,
     ) -> Result<Arc<dyn SinkFactory>, ConnectorError> {
         let dir = self.output_dir.as_deref().unwrap_or(spec_dir);
-        sluice_connectors::sink_factory(connector, options, dir, field)
+        match connector {
+            sluice_kafka::CONNECTOR => sluice_kafka::sink_factory(options, dir, field),
+            _ => sluice_connectors::sink_factory(connector, options, dir, field),
+        }
     }
 
     fn operator(

@@ -6,4 +6,5 @@
 
 pub mod control;
 pub mod job;
+pub mod kafka;
 pub mod progress;

@@ -85,10 +85,42 @@ cache ($SLUICE_CACHE_DIR, else ~/.cache/sluice) and checked against the spec's s
         /// The job's spec (for its name).
         spec: PathBuf,
     },
+    /// Kafka tools.
+    Kafka {
+        #[command(subcommand)]
+        command: KafkaCommand,
+    },
     /// Validate a job spec (and load its operators) without running it; print the job graph.
     Check {
         /// The job spec (YAML or JSON).
         spec: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KafkaCommand {
+    /// Produce the events of one source of a job spec into a Kafka topic, in the source's order.
+    #[command(
+        long_about = "Produce every event of one source of a job spec into a Kafka topic, in the order the source reads them (for the flights job: in order of actual departure), with the events' keys, values and times. The topic is created if it does not exist.\n\nExample:\n  sluice kafka produce plugins/flight-delays/flights.yaml --source flights --brokers 127.0.0.1:9092 --topic flights --partitions 4"
+    )]
+    Produce {
+        /// The job spec whose source is read.
+        spec: PathBuf,
+        /// The source's id in the spec.
+        #[arg(long)]
+        source: String,
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// The topic to write.
+        #[arg(long)]
+        topic: String,
+        /// Partitions of the topic if it is created.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// round-robin (default) or key-hash.
+        #[arg(long, default_value = "round-robin")]
+        partitioning: String,
     },
 }
 
@@ -122,6 +154,32 @@ fn run(cli: Cli) -> Result<()> {
         WasmRuntime::new(RuntimeConfig::default()).context("starting the WebAssembly runtime")?;
     match cli.command {
         Command::Savepoint { .. } | Command::Stop { .. } => unreachable!("handled above"),
+        Command::Kafka {
+            command:
+                KafkaCommand::Produce {
+                    spec,
+                    source,
+                    brokers,
+                    topic,
+                    partitions,
+                    partitioning,
+                },
+        } => {
+            let resolver = JobResolver {
+                wasm: &wasm,
+                output_dir: None,
+            };
+            let graph = build_graph(&spec, &resolver, Overrides::default())?;
+            sluice_cli::kafka::produce(
+                &graph,
+                &source,
+                &brokers,
+                &topic,
+                partitions,
+                &partitioning,
+            )?;
+            Ok(())
+        }
         Command::Check { spec } => {
             let resolver = JobResolver {
                 wasm: &wasm,

@@ -13,10 +13,10 @@
 //! `SLUICE_KILL_SEED` replays a run's kill moments.
 
 use serde_yaml_ng::Value;
-use sluice_tests::{flights, payments, plugins};
+use sluice_tests::{flights, kill, payments, plugins};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The flights spec, pointed at `input`, writing under `dir`, checkpointing every 500 ms.
 fn write_spec(input: &Path, dir: &Path) -> std::path::PathBuf {
@@ -51,94 +51,6 @@ fn write_spec(input: &Path, dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// The newest complete checkpoint id of `job` in `storage`, if any.
-fn newest_checkpoint(storage: &Path, job: &str) -> Option<u64> {
-    std::fs::read_dir(storage.join(job))
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let id = name.strip_prefix("chk-")?.parse().ok()?;
-            e.path().join("_metadata").exists().then_some(id)
-        })
-        .max()
-}
-
-/// A small deterministic generator (xorshift) for the kill moments.
-struct Rng(u64);
-impl Rng {
-    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        lo + self.0 % (hi - lo)
-    }
-}
-
-/// Runs `sluice run spec` and kills it with SIGKILL at a random moment (`rng`), ten
-/// times, each time restarting it; then runs it to its end. Returns the checkpoint each
-/// killed attempt started from (the newest complete one when it started).
-fn kill_ten_times(spec: &Path, job: &str, storage: &Path, cache: &Path) -> Vec<Option<u64>> {
-    let seed = std::env::var("SLUICE_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("{job}: kill moments seeded with SLUICE_KILL_SEED={seed}");
-    let mut rng = Rng(seed);
-    let run = || {
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", spec.to_str().unwrap(), "--quiet"])
-            .env("SLUICE_CACHE_DIR", cache)
-            // Control sockets per test: the tests run jobs of the same name at once.
-            .env("XDG_RUNTIME_DIR", cache.join("run"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sluice")
-    };
-    let mut restored_from = Vec::new();
-    while restored_from.len() < 10 {
-        let before = newest_checkpoint(storage, job);
-        let mut child = run();
-        let wait = Duration::from_millis(rng.next_ms(600, 2_000));
-        let t = Instant::now();
-        while t.elapsed() < wait && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "sluice failed: {status}");
-            panic!(
-                "{job} finished before it was killed ten times ({}): use more input",
-                restored_from.len()
-            );
-        }
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
-        restored_from.push(before);
-    }
-    let out = run().wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the last run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{job}: 10 kills; each attempt started from checkpoint {restored_from:?}");
-    // Attempts resumed from checkpoints (how many depends on the machine's speed).
-    assert!(
-        restored_from.iter().flatten().count() >= 3,
-        "attempts should resume from checkpoints: {restored_from:?}"
-    );
-    // The finished job deleted its checkpoints.
-    assert_eq!(newest_checkpoint(storage, job), None);
-    restored_from
-}
-
 /// Hidden files (staging, pending) left in `dir`.
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -159,7 +71,8 @@ fn killed_ten_times_the_flights_job_commits_exactly_the_failure_free_answer() {
     let rows = flights::read_rows(&flights::dataset(), Some(rows_limit), Some(&slice));
     let answer = flights::exact_answer(&rows);
     let spec = write_spec(&slice, tmp.path());
-    kill_ten_times(
+    kill::kill_ten_times(
+        env!("CARGO_BIN_EXE_sluice").as_ref(),
         &spec,
         "flights",
         &tmp.path().join("checkpoints"),
@@ -221,7 +134,8 @@ fn killed_ten_times_the_fraud_job_commits_exactly_the_failure_free_answer() {
     let spec_path = tmp.path().join("fraud.yaml");
     std::fs::write(&spec_path, serde_yaml_ng::to_string(&spec).unwrap()).unwrap();
 
-    kill_ten_times(
+    kill::kill_ten_times(
+        env!("CARGO_BIN_EXE_sluice").as_ref(),
         &spec_path,
         "fraud",
         &tmp.path().join("checkpoints"),

@@ -31,11 +31,11 @@ pub trait SourceReader: Send {
         max_events: usize,
     ) -> Result<SourcePoll, ConnectorError>;
 
-    /// The reader's position after the last event it returned, for a checkpoint (Kafka:
-    /// offsets per partition). `None` (the default) lets the runtime record how many
-    /// events the reader returned and, on restore, skip as many: right for any reader
-    /// that returns the same events in the same order each time (files).
-    fn position(&mut self) -> Option<Vec<u8>> {
+    /// The reader's position after the last event it returned, for checkpoint
+    /// `checkpoint` (Kafka: offsets per partition). `None` (the default) lets the runtime
+    /// record how many events the reader returned and, on restore, skip as many: right
+    /// for any reader that returns the same events in the same order each time (files).
+    fn position(&mut self, _checkpoint: u64) -> Option<Vec<u8>> {
         None
     }
 

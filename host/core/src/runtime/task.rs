@@ -167,11 +167,11 @@ impl SourceTask {
         Ok(())
     }
 
-    fn position(&mut self, watermarks: &SplitWatermarks, events: u64) -> Vec<u8> {
+    fn position(&mut self, checkpoint: u64, watermarks: &SplitWatermarks, events: u64) -> Vec<u8> {
         serde_json::to_vec(&SourcePosition {
             events,
             splits: watermarks.max_timestamps(),
-            reader: self.reader.position(),
+            reader: self.reader.position(checkpoint),
         })
         .expect("a position serializes")
     }
@@ -207,7 +207,7 @@ impl SourceTask {
                     while let Ok(msg) = cp.control.try_recv() {
                         match msg {
                             Control::Trigger(b) => {
-                                let position = self.position(&watermarks, events);
+                                let position = self.position(b.id, &watermarks, events);
                                 let mut snap = self.chain.snapshot(b)?;
                                 snap.states[0].operator_state = Some(position);
                                 let _ = cp.uploads.send(snap);
