@@ -61,30 +61,24 @@ fn killed_ten_times_kafka_to_kafka_commits_exactly_the_failure_free_answer() {
     killed_ten_times(true);
 }
 
-/// The test, with window results to a Kafka topic (`kafka_sink`) or to a file.
-fn killed_ten_times(kafka_sink: bool) {
-    plugins::build();
-    let broker = Broker::start();
-    let brokers = broker.bootstrap();
-    let (input, output) = (broker.unique("flights"), broker.unique("windows"));
-    let tmp = tempfile::tempdir().unwrap();
-    let rows_limit = std::env::var("SLUICE_KAFKA_KILL_ROWS")
-        .map(|v| v.parse().expect("SLUICE_KAFKA_KILL_ROWS is a number"))
-        .unwrap_or(300_000);
-    let slice = tmp.path().join("flights-slice.parquet");
-    let rows = flights::read_rows(&flights::dataset(), Some(rows_limit), Some(&slice));
-    let answer = flights::exact_answer(&rows);
-    let cache = tmp.path().join("cache");
-
-    // Load the slice into a topic of one partition (the departure order is the order of
-    // the exact answer's watermarks).
-    let mut spec = flights_spec(&slice);
-    let file_spec = write(&spec, tmp.path().join("flights-file.yaml"));
+/// Loads the first `rows` flights into topic `topic` (one partition, so that the Kafka
+/// source reads them in the file source's order, departure order, and the exact answer
+/// of the file job applies) with `sluice kafka produce`. Returns the rows and the
+/// `value_format` that `produce` prints for reading them.
+fn load_flights(
+    broker: &Broker,
+    dir: &Path,
+    rows: usize,
+    topic: &str,
+) -> (Vec<flights::Flight>, String) {
+    let slice = dir.join("flights-slice.parquet");
+    let got = flights::read_rows(&flights::dataset(), Some(rows), Some(&slice));
+    let spec = write(&flights_spec(&slice), dir.join("flights-file.yaml"));
     let out = sluice()
-        .args(["kafka", "produce", file_spec.to_str().unwrap()])
-        .args(["--source", "flights", "--brokers", &brokers])
-        .args(["--topic", &input, "--partitions", "1"])
-        .env("SLUICE_CACHE_DIR", &cache)
+        .args(["kafka", "produce", spec.to_str().unwrap()])
+        .args(["--source", "flights", "--brokers", &broker.bootstrap()])
+        .args(["--topic", topic, "--partitions", "1"])
+        .env("SLUICE_CACHE_DIR", dir.join("cache"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -93,65 +87,381 @@ fn killed_ten_times(kafka_sink: bool) {
         "sluice kafka produce failed: {stderr}"
     );
     assert!(
-        stderr.contains(&format!("produced {} events", rows.len())),
+        stderr.contains(&format!("produced {} events", got.len())),
         "{stderr}"
     );
     let value_format = stderr
         .lines()
         .find_map(|l| l.strip_prefix("a Kafka source reads them with: value_format: "))
-        .expect("produce prints the value format");
+        .expect("produce prints the value format")
+        .to_string();
+    (got, value_format)
+}
 
-    // The same job, reading the topic and writing window results to a topic.
-    let source: Value = serde_yaml_ng::from_str(&format!(
+/// The flights job reading topic `input` (paced to `rate` events/s), checkpointing
+/// every 500 ms, writing window results to topic `kafka_output` (exactly-once) or, when
+/// `None`, to `<dir>/out/windows.jsonl`, and late events to `<dir>/out/late.jsonl`;
+/// `extra` (YAML) adds top-level sections. Returns the spec's path.
+fn kafka_flights_spec(
+    broker: &Broker,
+    dir: &Path,
+    (input, value_format): (&str, &str),
+    kafka_output: Option<&str>,
+    rate: u64,
+    extra: &str,
+) -> PathBuf {
+    let brokers = broker.bootstrap();
+    let mut spec = flights_spec(Path::new("unused"));
+    spec["sources"][0] = serde_yaml_ng::from_str(&format!(
         "{{id: flights, connector: kafka, brokers: '{brokers}', topic: '{input}', bounded: true, \
          value_format: {value_format}, watermarks: {{max_out_of_orderness: 30m}}, \
-         max_events_per_second: 20000}}"
+         max_events_per_second: {rate}}}"
     ))
     .unwrap();
-    spec["sources"][0] = source;
-    let out_dir = tmp.path().join("out");
-    if kafka_sink {
-        broker.create_topic(&output, 1);
-        spec["sinks"][0] = serde_yaml_ng::from_str(&format!(
-            "{{id: window-results, input: hourly-delays, connector: kafka, \
-             brokers: '{brokers}', topic: '{output}', delivery: exactly-once, \
-             transactional_id: '{output}', pending_dir: {}}}",
-            tmp.path().join("pending").display()
-        ))
-        .unwrap();
-    } else {
-        spec["sinks"][0]["path"] = out_dir.join("windows.jsonl").to_str().unwrap().into();
+    let out_dir = dir.join("out");
+    match kafka_output {
+        Some(output) => {
+            spec["sinks"][0] = serde_yaml_ng::from_str(&format!(
+                "{{id: window-results, input: hourly-delays, connector: kafka, \
+                 brokers: '{brokers}', topic: '{output}', delivery: exactly-once, \
+                 transactional_id: '{output}', pending_dir: {}}}",
+                dir.join("pending").display()
+            ))
+            .unwrap();
+        }
+        None => spec["sinks"][0]["path"] = out_dir.join("windows.jsonl").to_str().unwrap().into(),
     }
     spec["sinks"][1]["path"] = out_dir.join("late.jsonl").to_str().unwrap().into();
-    let storage = tmp.path().join("checkpoints");
     spec["checkpoints"] = serde_yaml_ng::from_str(&format!(
         "{{interval: 500ms, retain: 2, storage: {}}}",
-        storage.display()
+        dir.join("checkpoints").display()
     ))
     .unwrap();
     spec["state"] = serde_yaml_ng::from_str(&format!(
         "{{backend: rocksdb, dir: {}}}",
-        tmp.path().join("state").display()
+        dir.join("state").display()
     ))
     .unwrap();
-    let kafka_spec = write(&spec, tmp.path().join("flights-kafka.yaml"));
-    kill::kill_ten_times(
-        env!("CARGO_BIN_EXE_sluice").as_ref(),
-        &kafka_spec,
-        "flights",
-        &storage,
-        &cache,
-    );
+    if let Value::Mapping(m) = serde_yaml_ng::from_str::<Value>(extra).unwrap() {
+        for (k, v) in m {
+            spec[k.as_str().unwrap()] = v;
+        }
+    }
+    write(&spec, dir.join("flights-kafka.yaml"))
+}
 
-    if kafka_sink {
-        // The committed window results, as the file sink's lines, next to the late events.
+/// The job's committed output: `<dir>/out`, with the window results read from topic
+/// `kafka_output` by a `read_committed` consumer when there is one.
+fn flights_output(broker: &Broker, dir: &Path, kafka_output: Option<&str>) -> flights::Output {
+    let out_dir = dir.join("out");
+    if let Some(output) = kafka_output {
         let mut lines = Vec::new();
-        for r in read_committed(&brokers, &output) {
+        for r in read_committed(&broker.bootstrap(), output) {
             lines.extend(r.value);
             lines.push(b'\n');
         }
         std::fs::write(out_dir.join("windows.jsonl"), lines).unwrap();
     }
-    let got = flights::read_output(&out_dir);
+    flights::read_output(&out_dir)
+}
+
+/// The test, with window results to a Kafka topic (`kafka_sink`) or to a file.
+fn killed_ten_times(kafka_sink: bool) {
+    plugins::build();
+    let broker = Broker::start();
+    let (input, output) = (broker.unique("flights"), broker.unique("windows"));
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = std::env::var("SLUICE_KAFKA_KILL_ROWS")
+        .map(|v| v.parse().expect("SLUICE_KAFKA_KILL_ROWS is a number"))
+        .unwrap_or(300_000);
+    let (rows, value_format) = load_flights(&broker, tmp.path(), rows, &input);
+    let answer = flights::exact_answer(&rows);
+    let output = kafka_sink.then_some(output.as_str());
+    if let Some(output) = output {
+        broker.create_topic(output, 1);
+    }
+    let spec = kafka_flights_spec(
+        &broker,
+        tmp.path(),
+        (&input, &value_format),
+        output,
+        20_000,
+        "{}",
+    );
+    kill::kill_ten_times(
+        env!("CARGO_BIN_EXE_sluice").as_ref(),
+        &spec,
+        "flights",
+        &tmp.path().join("checkpoints"),
+        &tmp.path().join("cache"),
+    );
+    let got = flights_output(&broker, tmp.path(), output);
     flights::check_output(&answer, &got, "Kafka, after ten kills");
+}
+
+#[test]
+fn the_broker_down_at_start_and_restarted_mid_job_loses_nothing() {
+    plugins::build();
+    let mut broker = Broker::start();
+    let input = broker.unique("flights");
+    let tmp = tempfile::tempdir().unwrap();
+    let (rows, value_format) = load_flights(&broker, tmp.path(), 120_000, &input);
+    let answer = flights::exact_answer(&rows);
+    let spec = kafka_flights_spec(
+        &broker,
+        tmp.path(),
+        (&input, &value_format),
+        None,
+        20_000,
+        "{restart: {strategy: fixed-delay, attempts: 30, delay: 1s}}",
+    );
+    // The source gives up on an unreachable broker after 2 s (then the job restarts).
+    let mut yaml: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&spec).unwrap()).unwrap();
+    yaml["sources"][0]["broker_timeout"] = "2s".into();
+    write(&yaml, spec.clone());
+    broker.kill();
+    let cache = tmp.path().join("cache");
+    let job = sluice()
+        .args(["run", spec.to_str().unwrap()])
+        .env("SLUICE_CACHE_DIR", &cache)
+        .env("XDG_RUNTIME_DIR", cache.join("run"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    broker.restart();
+    // Mid-job (120,000 events at 20,000/s: ~6 s a run): down for 3 s, then back.
+    std::thread::sleep(Duration::from_secs(3));
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.restart();
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the job failed: {stderr}");
+    assert!(
+        stderr.contains("no broker reachable") && stderr.contains(&broker.bootstrap()),
+        "the unreachable broker is reported, naming it: {stderr}"
+    );
+    let got = flights_output(&broker, tmp.path(), None);
+    flights::check_output(&answer, &got, "after the broker was down twice");
+}
+
+/// A window job over topic `topic`: count per key in tumbling 10 s windows, no
+/// out-of-orderness, no allowed lateness; `idleness` on the source (`, idleness: 1s`);
+/// results to `sink` (YAML of the sink's connector options, indented).
+fn count_spec(
+    broker: &Broker,
+    dir: &Path,
+    topic: &str,
+    bounded: bool,
+    idleness: &str,
+    sink: &str,
+) -> PathBuf {
+    let spec = format!(
+        "name: counts
+parallelism: 2
+sources:
+  - id: events
+    connector: kafka
+    brokers: {brokers}
+    topic: {topic}
+    bounded: {bounded}
+    discovery_interval: 1s
+    parallelism: 2
+    watermarks: {{max_out_of_orderness: 0ms{idleness}}}
+windows:
+  - id: counts
+    input: events
+    key_by: key
+    window: {{type: tumbling, size: 10s}}
+    aggregates:
+      - {{name: n, fn: count}}
+sinks:
+  - id: results
+    input: counts
+{sink}
+  - id: late
+    input: counts.late
+    connector: jsonl
+    path: {late}
+",
+        brokers = broker.bootstrap(),
+        late = dir.join("late.jsonl").display(),
+    );
+    let path = dir.join("counts.yaml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+/// Produces `events` (partition, time ms, key) to `topic`.
+fn produce(broker: &Broker, topic: &str, events: &[(i32, i64, String)]) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    for (partition, time, key) in events {
+        let mut r = BaseRecord::to(topic)
+            .partition(*partition)
+            .timestamp(*time)
+            .key(key.as_bytes())
+            .payload("x");
+        while let Err((e, back)) = p.send(r) {
+            assert!(e.to_string().contains("Queue full"), "{e}");
+            p.poll(Duration::from_millis(10));
+            r = back;
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Window counts `(key, window start) -> n` of `events`: the batch answer.
+fn batch_counts(events: &[(i32, i64, String)]) -> BTreeMap<(String, i64), i64> {
+    let mut out = BTreeMap::new();
+    for (_, t, k) in events {
+        *out.entry((k.clone(), t - t.rem_euclid(10_000)))
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+/// `(key, window start) -> (n, firing)` of window-result JSON values; panics on a
+/// window that fired twice.
+fn counts_of(values: impl Iterator<Item = String>) -> BTreeMap<(String, i64), (i64, i64)> {
+    let mut out = BTreeMap::new();
+    for line in values {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let k = (
+            v["key"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        let n = (v["n"].as_i64().unwrap(), v["firing"].as_i64().unwrap());
+        assert!(out.insert(k, n).is_none(), "a window fired twice: {line}");
+    }
+    out
+}
+
+/// Runs `sluice run spec` to its end and returns its output.
+fn run(spec: &Path, cache: &Path) -> Output {
+    sluice()
+        .args(["run", spec.to_str().unwrap(), "--quiet"])
+        .env("SLUICE_CACHE_DIR", cache)
+        .env("XDG_RUNTIME_DIR", cache.join("run"))
+        .output()
+        .unwrap()
+}
+
+/// The lines of the files in `dir` whose names start with `prefix` (a sink of
+/// parallelism 2 writes `<name>-<subtask>.jsonl`).
+fn lines(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let f = f.unwrap().path();
+        if f.file_name().unwrap().to_str().unwrap().starts_with(prefix) {
+            out.extend(
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(String::from),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn per_partition_watermarks_give_the_batch_answer_when_partitions_advance_at_different_speeds() {
+    let broker = Broker::start();
+    let topic = broker.unique("events");
+    broker.create_topic(&topic, 4);
+    let tmp = tempfile::tempdir().unwrap();
+    // Partition p advances p + 1 seconds per event: after the first events of the fast
+    // partitions, every event of a slow one is far behind them. One watermark for the
+    // whole source would make most of the slow partitions' events late.
+    let t0 = 1_700_000_000_000i64;
+    let mut events = Vec::new();
+    for p in 0..4 {
+        for i in 0..2_000i64 {
+            events.push((p, t0 + i * (p as i64 + 1) * 1_000, format!("k{}", i % 7)));
+        }
+    }
+    produce(&broker, &topic, &events);
+    let sink = format!(
+        "    connector: jsonl\n    path: {}\n    write: value",
+        tmp.path().join("windows.jsonl").display()
+    );
+    let spec = count_spec(&broker, tmp.path(), &topic, true, "", &sink);
+    let out = run(&spec, &tmp.path().join("cache"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(tmp.path(), "late").len(), 0, "no event is late");
+    let got = counts_of(lines(tmp.path(), "windows").into_iter());
+    let want = batch_counts(&events);
+    assert_eq!(got.len(), want.len(), "number of windows");
+    for (k, n) in &want {
+        assert_eq!(
+            got.get(k),
+            Some(&(*n, 0)),
+            "window {k:?}: one on-time firing"
+        );
+    }
+}
+
+#[test]
+fn an_idle_partition_does_not_stall_windows_after_the_idleness_timeout() {
+    let broker = Broker::start();
+    let (topic, results) = (broker.unique("events"), broker.unique("results"));
+    broker.create_topic(&topic, 2);
+    broker.create_topic(&results, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    // Data in partition 0 only: partition 1 holds the watermark back until it is idle.
+    let t0 = 1_700_000_000_000i64;
+    let events: Vec<(i32, i64, String)> = (0..500)
+        .map(|i| (0, t0 + i * 100, format!("k{}", i % 3)))
+        .collect();
+    produce(&broker, &topic, &events);
+    let sink = format!(
+        "    connector: kafka\n    brokers: {}\n    topic: {results}",
+        broker.bootstrap()
+    );
+    let spec = count_spec(&broker, tmp.path(), &topic, false, ", idleness: 1s", &sink);
+    let cache = tmp.path().join("cache");
+    let mut job = sluice()
+        .args(["run", spec.to_str().unwrap(), "--quiet"])
+        .env("SLUICE_CACHE_DIR", &cache)
+        .env("XDG_RUNTIME_DIR", cache.join("run"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every window that ends at or before the last event's time fires (the watermark is
+    // the last time − 1 ms); the last window stays open.
+    let last = events.last().unwrap().1;
+    let want: BTreeMap<_, _> = batch_counts(&events)
+        .into_iter()
+        .filter(|((_, start), _)| start + 10_000 <= last)
+        .map(|(k, n)| (k, (n, 0)))
+        .collect();
+    let t = Instant::now();
+    let got = loop {
+        let got = counts_of(
+            read_committed(&broker.bootstrap(), &results)
+                .into_iter()
+                .map(|r| String::from_utf8(r.value).unwrap()),
+        );
+        if got.len() >= want.len() || t.elapsed() > Duration::from_secs(60) {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    job.kill().unwrap();
+    job.wait().unwrap();
+    assert_eq!(
+        got, want,
+        "the windows the data closed, each once with its count"
+    );
 }
