@@ -122,6 +122,17 @@ enum KafkaCommand {
         #[arg(long, default_value = "round-robin")]
         partitioning: String,
     },
+    /// Create a topic (kept as it is if it exists).
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+    },
 }
 
 fn main() {
@@ -180,6 +191,16 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             Ok(())
         }
+        Command::Kafka {
+            command:
+                KafkaCommand::CreateTopic {
+                    topic,
+                    brokers,
+                    partitions,
+                },
+        } => Ok(sluice_kafka::admin::create_topic(
+            &brokers, &topic, partitions,
+        )?),
         Command::Check { spec } => {
             let resolver = JobResolver {
                 wasm: &wasm,

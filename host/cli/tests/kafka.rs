@@ -31,6 +31,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The Kafka variant of the flights job (the demo).
+const FLIGHTS_KAFKA_SPEC: &str = "plugins/flight-delays/flights-kafka.yaml";
+
 fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
 }
@@ -98,10 +101,12 @@ fn load_flights(
     (got, value_format)
 }
 
-/// The flights job reading topic `input` (paced to `rate` events/s), checkpointing
-/// every 500 ms, writing window results to topic `kafka_output` (exactly-once) or, when
-/// `None`, to `<dir>/out/windows.jsonl`, and late events to `<dir>/out/late.jsonl`;
-/// `extra` (YAML) adds top-level sections. Returns the spec's path.
+/// The demo spec `plugins/flight-delays/flights-kafka.yaml` at `broker`, reading topic
+/// `input` (paced to `rate` events/s), checkpointing every 500 ms, writing window
+/// results to topic `kafka_output` (exactly-once) or, when `None`, to
+/// `<dir>/out/windows.jsonl`, and late events to `<dir>/out/late.jsonl`; `extra` (YAML)
+/// adds top-level sections. Checks that the spec reads the values as `sluice kafka
+/// produce` said (`value_format`). Returns the spec's path.
 fn kafka_flights_spec(
     broker: &Broker,
     dir: &Path,
@@ -111,27 +116,42 @@ fn kafka_flights_spec(
     extra: &str,
 ) -> PathBuf {
     let brokers = broker.bootstrap();
-    let mut spec = flights_spec(Path::new("unused"));
-    spec["sources"][0] = serde_yaml_ng::from_str(&format!(
-        "{{id: flights, connector: kafka, brokers: '{brokers}', topic: '{input}', bounded: true, \
-         value_format: {value_format}, watermarks: {{max_out_of_orderness: 30m}}, \
-         max_events_per_second: {rate}}}"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(plugins::repo_root().join(FLIGHTS_KAFKA_SPEC))
+        .unwrap()
+        .replace("127.0.0.1:9092", &brokers);
+    let mut spec: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let source = &mut spec["sources"][0];
+    let declared: serde_json::Value =
+        serde_yaml_ng::from_value(source["value_format"].clone()).unwrap();
+    let printed: serde_json::Value = serde_json::from_str(value_format).unwrap();
+    assert_eq!(declared, printed, "the demo spec reads what produce wrote");
+    source["topic"] = input.into();
+    source["max_events_per_second"] = rate.into();
+    spec["operators"][0]["wasm"] = plugins::wasm("flight_delays").to_str().unwrap().into();
     let out_dir = dir.join("out");
-    match kafka_output {
-        Some(output) => {
-            spec["sinks"][0] = serde_yaml_ng::from_str(&format!(
-                "{{id: window-results, input: hourly-delays, connector: kafka, \
-                 brokers: '{brokers}', topic: '{output}', delivery: exactly-once, \
-                 transactional_id: '{output}', pending_dir: {}}}",
-                dir.join("pending").display()
-            ))
-            .unwrap();
-        }
-        None => spec["sinks"][0]["path"] = out_dir.join("windows.jsonl").to_str().unwrap().into(),
-    }
-    spec["sinks"][1]["path"] = out_dir.join("late.jsonl").to_str().unwrap().into();
+    let jsonl = |id: &str, input: &str, file: &str, write: &str| -> Value {
+        serde_yaml_ng::from_str(&format!(
+            "{{id: {id}, input: {input}, connector: jsonl, path: {}{write}}}",
+            out_dir.join(file).display()
+        ))
+        .unwrap()
+    };
+    spec["sinks"][0] = match kafka_output {
+        Some(output) => serde_yaml_ng::from_str(&format!(
+            "{{id: window-results, input: hourly-delays, connector: kafka, \
+             brokers: '{brokers}', topic: '{output}', delivery: exactly-once, \
+             transactional_id: '{output}', pending_dir: {}}}",
+            dir.join("pending").display()
+        ))
+        .unwrap(),
+        None => jsonl(
+            "window-results",
+            "hourly-delays",
+            "windows.jsonl",
+            ", write: value",
+        ),
+    };
+    spec["sinks"][1] = jsonl("late-events", "hourly-delays.late", "late.jsonl", "");
     spec["checkpoints"] = serde_yaml_ng::from_str(&format!(
         "{{interval: 500ms, retain: 2, storage: {}}}",
         dir.join("checkpoints").display()
@@ -191,7 +211,7 @@ fn killed_ten_times(kafka_sink: bool) {
     kill::kill_ten_times(
         env!("CARGO_BIN_EXE_sluice").as_ref(),
         &spec,
-        "flights",
+        "flights-kafka",
         &tmp.path().join("checkpoints"),
         &tmp.path().join("cache"),
     );

@@ -1,0 +1,260 @@
+//! Kafka → a pass-through WASM operator (`plugins/identity`) → Kafka, against a real
+//! broker (Tansu on loopback, started here; or `$SLUICE_KAFKA_BROKERS`):
+//!
+//! * throughput: events per second from a topic of 4 partitions through the job
+//!   (parallelism 2, bounded source) to a topic, wall time from job start to its end;
+//! * latency at a fixed moderate rate: a producer writes events stamped with their send
+//!   time (µs) at `$SLUICE_BENCH_KAFKA_RATE` events/s (default 5,000) for 10 s into
+//!   the running job (unbounded source); a consumer of the output topic measures the
+//!   time from send to receipt; p50 and p99.
+//!
+//! Delivery at-least-once; exactly-once too when the broker has transactions (Tansu 0.6.0
+//! serves no EndTxn, so exactly-once runs only with `$SLUICE_KAFKA_BROKERS`). Each
+//! mode's output is checked before its figures print: every event once (read
+//! `read_committed`), nothing else. `$SLUICE_BENCH_KAFKA_EVENTS` sets the throughput run's
+//! events (default 300,000).
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use sluice_cli::job::{JobResolver, build_graph};
+use sluice_core::spec::Overrides;
+use sluice_tests::kafka::{Broker, read_committed};
+use sluice_tests::plugins;
+use sluice_wasm::{RuntimeConfig, WasmRuntime};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Microseconds since the epoch.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// A job: topic `input` → identity → topic `output`, `delivery` (`at-least-once` or
+/// `exactly-once`), checkpoints every 1 s under `dir`.
+fn spec(
+    broker: &Broker,
+    dir: &Path,
+    (input, output): (&str, &str),
+    delivery: &str,
+    bounded: bool,
+) -> std::path::PathBuf {
+    let text = format!(
+        "name: kafka-bench
+parallelism: 2
+sources:
+  - id: in
+    connector: kafka
+    brokers: {brokers}
+    topic: {input}
+    bounded: {bounded}
+    parallelism: 2
+    watermarks: {{max_out_of_orderness: 0ms}}
+operators:
+  - id: pass
+    input: in
+    wasm: {wasm}
+sinks:
+  - id: out
+    input: pass
+    connector: kafka
+    brokers: {brokers}
+    topic: {output}
+    partitioning: round-robin
+    delivery: {delivery}
+    transactional_id: {output}
+    pending_dir: {pending}
+checkpoints: {{interval: 1s, storage: {checkpoints}}}
+",
+        brokers = broker.bootstrap(),
+        wasm = plugins::wasm("identity").display(),
+        pending = dir.join("pending").display(),
+        checkpoints = dir.join("checkpoints").display(),
+    );
+    let path = dir.join(format!("{output}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn producer(broker: &Broker) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "1")
+        .create()
+        .unwrap()
+}
+
+fn send(p: &BaseProducer, topic: &str, partition: i32, value: &[u8]) {
+    let mut r = BaseRecord::to(topic)
+        .partition(partition)
+        .key("k")
+        .payload(value);
+    while let Err((e, back)) = p.send(r) {
+        assert!(e.to_string().contains("Queue full"), "{e}");
+        p.poll(Duration::from_millis(5));
+        r = back;
+    }
+}
+
+fn throughput(broker: &Broker, wasm: &WasmRuntime, dir: &Path, delivery: &str, events: u64) {
+    let (input, output) = (
+        broker.unique(&format!("tin-{delivery}")),
+        broker.unique(&format!("tout-{delivery}")),
+    );
+    broker.create_topic(&input, 4);
+    broker.create_topic(&output, 4);
+    let p = producer(broker);
+    let value = |i: u64| format!("{i:012}{}", "x".repeat(88));
+    for i in 0..events {
+        send(&p, &input, (i % 4) as i32, value(i).as_bytes());
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+    let path = spec(broker, dir, (&input, &output), delivery, true);
+    let resolver = JobResolver {
+        wasm,
+        output_dir: None,
+    };
+    let graph = build_graph(&path, &resolver, Overrides::default()).unwrap();
+    let t = Instant::now();
+    let job = sluice_core::runtime::start(graph).unwrap();
+    while !job.is_finished() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    job.join().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    // Every event once, nothing else.
+    let mut got: Vec<Vec<u8>> = read_committed(&broker.bootstrap(), &output)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    got.sort();
+    let want: Vec<Vec<u8>> = (0..events).map(|i| value(i).into_bytes()).collect();
+    assert!(
+        got == want,
+        "{delivery}: the output is not every input event once ({} events read)",
+        got.len()
+    );
+    println!(
+        "  throughput: {events} events of 100 B in {secs:.2} s: {:.0} events/s",
+        events as f64 / secs
+    );
+}
+
+fn latency(broker: &Broker, wasm: &WasmRuntime, dir: &Path, delivery: &str, rate: u64) {
+    let (input, output) = (
+        broker.unique(&format!("lin-{delivery}")),
+        broker.unique(&format!("lout-{delivery}")),
+    );
+    broker.create_topic(&input, 4);
+    broker.create_topic(&output, 4);
+    let path = spec(broker, dir, (&input, &output), delivery, false);
+    let resolver = JobResolver {
+        wasm,
+        output_dir: None,
+    };
+    let graph = build_graph(&path, &resolver, Overrides::default()).unwrap();
+    let job = sluice_core::runtime::start(graph).unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "bench-latency")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition_offset(&output, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    // The job and the consumer settle before the measured events.
+    std::thread::sleep(Duration::from_secs(3));
+    let total = rate * 10;
+    let brokers = broker.bootstrap();
+    let input2 = input.clone();
+    let sender = std::thread::spawn(move || {
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "1")
+            .create()
+            .unwrap();
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            send(
+                &p,
+                &input2,
+                (i % 4) as i32,
+                format!("{i} {}", now_us()).as_bytes(),
+            );
+            p.poll(Duration::ZERO);
+        }
+        p.flush(Duration::from_secs(60)).unwrap();
+    });
+    let mut seen = vec![false; total as usize];
+    let mut latencies = Vec::with_capacity(total as usize);
+    let t = Instant::now();
+    while latencies.len() < total as usize && t.elapsed() < Duration::from_secs(120) {
+        if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+            let m = m.unwrap();
+            let text = std::str::from_utf8(m.payload().unwrap()).unwrap();
+            let (i, sent) = text.split_once(' ').unwrap();
+            let i: usize = i.parse().unwrap();
+            let sent: u64 = sent.parse().unwrap();
+            assert!(!seen[i], "{delivery}: event {i} arrived twice");
+            seen[i] = true;
+            latencies.push(now_us().saturating_sub(sent));
+        }
+    }
+    sender.join().unwrap();
+    job.cancel();
+    let _ = job.join();
+    assert_eq!(
+        latencies.len() as u64,
+        total,
+        "{delivery}: every event arrives"
+    );
+    latencies.sort_unstable();
+    let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1e3;
+    println!(
+        "  latency at {rate} events/s ({total} events): p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.5),
+        pct(0.99)
+    );
+}
+
+fn main() {
+    plugins::build();
+    let broker = Broker::start();
+    let wasm = WasmRuntime::new(RuntimeConfig::default()).unwrap();
+    let events = env_or("SLUICE_BENCH_KAFKA_EVENTS", 300_000);
+    let rate = env_or("SLUICE_BENCH_KAFKA_RATE", 5_000);
+    let mut modes = vec!["at-least-once"];
+    if std::env::var_os("SLUICE_KAFKA_BROKERS").is_some() {
+        modes.push("exactly-once");
+    } else {
+        println!(
+            "exactly-once: not measured (Tansu 0.6.0 has no EndTxn; set SLUICE_KAFKA_BROKERS to a broker with transactions)"
+        );
+    }
+    for delivery in modes {
+        let tmp = tempfile::tempdir().unwrap();
+        println!(
+            "Kafka -> identity WASM operator -> Kafka, {delivery}, parallelism 2, checkpoints every 1 s:"
+        );
+        throughput(&broker, &wasm, tmp.path(), delivery, events);
+        latency(&broker, &wasm, tmp.path(), delivery, rate);
+    }
+}
