@@ -250,3 +250,58 @@ fn the_source_spreads_partitions_over_subtasks_ends_when_bounded_and_resumes_fro
         "4 partitions spread over 2 subtasks: {owners:?}"
     );
 }
+
+#[test]
+fn the_source_starts_at_earliest_latest_a_timestamp_or_the_groups_committed_offsets() {
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let topic = &broker.unique("starts");
+    broker.create_topic(topic, 1);
+    let sink = sluice_kafka::sink_factory(
+        &serde_json::json!({"brokers": broker.bootstrap(), "topic": topic}),
+        tmp.path(),
+        "sinks[0]",
+    )
+    .unwrap();
+    let mut sink = sink.create_sink(0, 1, &ValueFormat::Bytes).unwrap();
+    let all = records(0, 100);
+    sink.write_batch(&batch(&all)).unwrap();
+    sink.finish().unwrap();
+    let read = |start: serde_json::Value, group: Option<&str>, limit: Option<usize>| {
+        let mut options = serde_json::json!({
+            "brokers": broker.bootstrap(), "topic": topic, "bounded": true, "start": start,
+        });
+        if let Some(g) = group {
+            options["group_id"] = g.into();
+        }
+        let source = sluice_kafka::source_factory(&options, "sources[0]").unwrap();
+        let mut reader = source.create_reader(0, 1).unwrap();
+        let got = drain(reader.as_mut(), limit);
+        (got, reader)
+    };
+    assert_eq!(
+        sorted(read("earliest".into(), None, None).0),
+        sorted(all.clone())
+    );
+    assert_eq!(read("latest".into(), None, None).0, vec![]);
+    // Records 50.. have times 51,000 ms and later.
+    let (from_time, _) = read(serde_json::json!({"timestamp": 50_500}), None, None);
+    assert_eq!(sorted(from_time), sorted(records(50, 100)));
+    // A reader of group g commits its offsets when a checkpoint completes; a reader
+    // starting from the group's offsets continues there.
+    let (first, mut reader) = read("earliest".into(), Some("g"), Some(30));
+    reader.position(1).unwrap();
+    reader.notify_checkpoint_complete(1).unwrap();
+    // The commit is asynchronous: wait until the group has it.
+    let started = Instant::now();
+    let rest = loop {
+        let (rest, _) = read("group".into(), Some("g"), None);
+        if rest.len() + first.len() == all.len() || started.elapsed() > Duration::from_secs(30) {
+            break rest;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut both = first;
+    both.extend(rest);
+    assert_eq!(sorted(both), sorted(all));
+}

@@ -281,14 +281,22 @@ impl KafkaReader {
                 None if !initial || self.was_restored => Offset::Beginning,
                 None => self.start_offset(&topic, p)?,
             };
-            let stop = if self.bounded {
-                let (low, high) = consumer
+            // Symbolic offsets are resolved now, so that a checkpoint taken before the
+            // partition's first record holds where it starts (a restore must not
+            // re-read it from its beginning), and a bounded partition knows its end.
+            let (low, high) = if self.bounded || !matches!(offset, Offset::Offset(_)) {
+                consumer
                     .fetch_watermarks(&topic, p, REQUEST_TIMEOUT)
-                    .map_err(|e| self.err(format!("reading the offsets of {topic}/{p}: {e}")))?;
-                Some(if high <= low { 0 } else { high })
+                    .map_err(|e| self.err(format!("reading the offsets of {topic}/{p}: {e}")))?
             } else {
-                None
+                (0, 0)
             };
+            let offset = match offset {
+                Offset::Beginning => Offset::Offset(low),
+                Offset::End => Offset::Offset(high),
+                o => o,
+            };
+            let stop = self.bounded.then_some(if high <= low { 0 } else { high });
             assignment
                 .add_partition_offset(&topic, p, offset)
                 .map_err(|e| kafka_err(&self.context, e))?;
