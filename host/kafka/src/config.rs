@@ -222,3 +222,50 @@ pub fn value_format_spec(format: &sluice_core::format::ValueFormat) -> serde_jso
         ValueFormat::Bytes => serde_json::json!({"format": "bytes"}),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::format::{PackedField, PackedSchema, ValueFormat};
+    use sluice_packed::FieldType;
+
+    #[test]
+    fn a_value_format_spec_reads_back_as_the_format() {
+        let packed = ValueFormat::Packed(PackedSchema {
+            fields: [
+                ("date", FieldType::I64),
+                ("origin", FieldType::Str),
+                ("ok", FieldType::Bool),
+            ]
+            .into_iter()
+            .map(|(name, ty)| PackedField {
+                name: name.into(),
+                ty,
+            })
+            .collect(),
+        });
+        for f in [
+            packed,
+            ValueFormat::Json,
+            ValueFormat::Text,
+            ValueFormat::Bytes,
+        ] {
+            let spec: ValueFormatSpec = serde_json::from_value(value_format_spec(&f)).unwrap();
+            assert_eq!(spec.to_format().unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn sink_and_source_options_name_what_is_wrong() {
+        let e = serde_json::from_value::<SinkOptions>(serde_json::json!({
+            "brokers": "b:9092", "topic": "t", "delivery": "twice"
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("twice") && e.contains("exactly-once"), "{e}");
+        let o: SourceOptions =
+            serde_json::from_value(serde_json::json!({"brokers": "b:9092"})).unwrap();
+        let e = o.topic_list("sources[0]").unwrap_err().0;
+        assert!(e.starts_with("sources[0]: name the topic"), "{e}");
+    }
+}

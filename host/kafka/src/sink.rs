@@ -657,3 +657,37 @@ impl Sink for KafkaSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_records_read_back_as_written() {
+        let records: [(i64, &[u8], &[u8]); 3] = [
+            (1, b"k", b"value"),
+            (-5, b"", b""),
+            (i64::MAX, b"key two", &[0, 255, 7]),
+        ];
+        let mut file = Vec::new();
+        for (t, k, v) in records {
+            write_record(&mut file, t, k, v).unwrap();
+        }
+        let mut r = std::io::Cursor::new(file);
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for (t, k, v) in records {
+            assert_eq!(read_record(&mut r, &mut key, &mut value).unwrap(), Some(t));
+            assert_eq!((key.as_slice(), value.as_slice()), (k, v));
+        }
+        assert_eq!(read_record(&mut r, &mut key, &mut value).unwrap(), None);
+    }
+
+    #[test]
+    fn a_truncated_staged_record_is_an_error_not_the_end() {
+        let mut file = Vec::new();
+        write_record(&mut file, 1, b"key", b"value").unwrap();
+        file.truncate(file.len() - 2);
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        assert!(read_record(&mut std::io::Cursor::new(file), &mut key, &mut value).is_err());
+    }
+}

@@ -604,3 +604,20 @@ impl SourceReader for KafkaReader {
             .map_err(|e| self.err(format!("committing offsets to the group: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_assigned_as_flinks_kafka_topic_partition_assigner_does() {
+        // Start indexes computed with Java's String.hashCode by hand (in Python):
+        // ((hashCode * 31) & 0x7fffffff) % parallelism.
+        assert_eq!(start_index("test", 4), 2);
+        assert_eq!(start_index("flights", 3), 2);
+        assert_eq!(start_index("events-ü", 5), 4);
+        // Partition p goes to (start + p) % parallelism: consecutive subtasks.
+        let owners: Vec<usize> = (0..6).map(|p| owner("test", p, 4)).collect();
+        assert_eq!(owners, [2, 3, 0, 1, 2, 3]);
+    }
+}
