@@ -1,6 +1,7 @@
 //! Kills a running job with SIGKILL at random moments and restarts it, for the
 //! exactly-once tests.
 
+use serde_yaml_ng::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -97,4 +98,19 @@ pub fn kill_ten_times(
     // The finished job deleted its checkpoints.
     assert_eq!(newest_checkpoint(storage, job), None);
     restored_from
+}
+
+/// Sets `spec`'s checkpoints (every 500 ms, 2 retained, under `dir/checkpoints`) and
+/// RocksDB state (under `dir/state`), as the kill tests run jobs.
+pub fn checkpoint_every_500ms(spec: &mut Value, dir: &Path) {
+    spec["checkpoints"] = serde_yaml_ng::from_str(&format!(
+        "{{interval: 500ms, retain: 2, storage: {}}}",
+        dir.join("checkpoints").display()
+    ))
+    .expect("YAML");
+    spec["state"] = serde_yaml_ng::from_str(&format!(
+        "{{backend: rocksdb, dir: {}}}",
+        dir.join("state").display()
+    ))
+    .expect("YAML");
 }

@@ -36,16 +36,7 @@ fn write_spec(input: &Path, dir: &Path) -> std::path::PathBuf {
             .to_owned();
         sink["path"] = dir.join("out").join(name).to_str().unwrap().into();
     }
-    spec["checkpoints"] = serde_yaml_ng::from_str(&format!(
-        "{{interval: 500ms, retain: 2, storage: {}}}",
-        dir.join("checkpoints").display()
-    ))
-    .unwrap();
-    spec["state"] = serde_yaml_ng::from_str(&format!(
-        "{{backend: rocksdb, dir: {}}}",
-        dir.join("state").display()
-    ))
-    .unwrap();
+    kill::checkpoint_every_500ms(&mut spec, dir);
     let path = dir.join("flights.yaml");
     std::fs::write(&path, serde_yaml_ng::to_string(&spec).unwrap()).unwrap();
     path

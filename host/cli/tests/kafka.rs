@@ -152,16 +152,7 @@ fn kafka_flights_spec(
         ),
     };
     spec["sinks"][1] = jsonl("late-events", "hourly-delays.late", "late.jsonl", "");
-    spec["checkpoints"] = serde_yaml_ng::from_str(&format!(
-        "{{interval: 500ms, retain: 2, storage: {}}}",
-        dir.join("checkpoints").display()
-    ))
-    .unwrap();
-    spec["state"] = serde_yaml_ng::from_str(&format!(
-        "{{backend: rocksdb, dir: {}}}",
-        dir.join("state").display()
-    ))
-    .unwrap();
+    kill::checkpoint_every_500ms(&mut spec, dir);
     if let Value::Mapping(m) = serde_yaml_ng::from_str::<Value>(extra).unwrap() {
         for (k, v) in m {
             spec[k.as_str().unwrap()] = v;

@@ -177,27 +177,7 @@ impl SplitWatermarks {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn batch(ts: &[i64]) -> Batch {
-        let mut b = Batch::new();
-        for &t in ts {
-            b.push(t, b"", b"");
-        }
-        b
-    }
-
-    /// The watermark each event meets, given the watermark before the batch.
-    fn met(b: &Batch, mut wm: i64) -> Vec<i64> {
-        let mut out = Vec::new();
-        let mut marks = b.marks().iter().peekable();
-        for i in 0..b.len() {
-            while let Some(m) = marks.next_if(|m| m.row as usize <= i) {
-                wm = m.watermark;
-            }
-            out.push(wm);
-        }
-        out
-    }
+    use crate::time::watermark::tests::{batch, met};
 
     #[test]
     fn one_split_gives_the_single_generators_marks() {

@@ -84,11 +84,12 @@ impl BoundedOutOfOrderness {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::WatermarkMark;
 
-    fn batch(ts: &[i64]) -> Batch {
+    /// A batch of events at times `ts` (empty keys and values).
+    pub(crate) fn batch(ts: &[i64]) -> Batch {
         let mut b = Batch::new();
         for &t in ts {
             b.push(t, b"", b"");
@@ -97,7 +98,7 @@ mod tests {
     }
 
     /// The watermark each event meets, from the marks, given the watermark before the batch.
-    fn met(b: &Batch, mut wm: i64) -> Vec<i64> {
+    pub(crate) fn met(b: &Batch, mut wm: i64) -> Vec<i64> {
         let mut out = Vec::new();
         let mut marks = b.marks().iter().peekable();
         for i in 0..b.len() {
