@@ -150,27 +150,6 @@ impl CheckpointStorage for ObjectStorage {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_local_folder_stores_lists_and_deletes_objects() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = ObjectStorage::open("ckpt", dir.path()).unwrap();
-        contract(&s);
-        assert!(dir.path().join("ckpt/job/chk-1/op/0/heap.kv").is_file());
-        let e = ObjectStorage::open("gs://bucket", dir.path())
-            .err()
-            .unwrap();
-        assert!(e.contains("unknown scheme"), "{e}");
-        let e = ObjectStorage::open("s3://bucket/p", dir.path()).err();
-        if cfg!(not(feature = "s3")) {
-            assert!(e.unwrap().contains("no S3 support"));
-        }
-    }
-}
-
 /// What every storage must do: store, read, list under a folder, delete (twice is fine),
 /// and report a missing object as [`StorageError::NotFound`].
 #[cfg(test)]
@@ -268,5 +247,26 @@ mod s3_tests {
         let missing = ObjectStorage::open("s3://no-such-bucket/x", Path::new("/")).unwrap();
         let e = missing.put("a", vec![1]).unwrap_err();
         assert!(e.to_string().contains("s3://no-such-bucket/x/a"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_folder_stores_lists_and_deletes_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ObjectStorage::open("ckpt", dir.path()).unwrap();
+        contract(&s);
+        assert!(dir.path().join("ckpt/job/chk-1/op/0/heap.kv").is_file());
+        let e = ObjectStorage::open("gs://bucket", dir.path())
+            .err()
+            .unwrap();
+        assert!(e.contains("unknown scheme"), "{e}");
+        let e = ObjectStorage::open("s3://bucket/p", dir.path()).err();
+        if cfg!(not(feature = "s3")) {
+            assert!(e.unwrap().contains("no S3 support"));
+        }
     }
 }
