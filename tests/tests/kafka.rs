@@ -1,6 +1,6 @@
 //! The Kafka source and sink against a real broker (Tansu on loopback, one per test):
 //! the source's partition assignment, bounded reading and restore from checkpointed
-//! offsets; the exactly-once sink across crashes at each point of its two-phase commit,
+//! offsets, start positions, event time from a field, key-hash and fixed partitioning; the exactly-once sink across crashes at each point of its two-phase commit,
 //! and aborted transactions hidden from `read_committed` readers (these two need a
 //! broker that serves `EndTxn`, which Tansu 0.6.0 does not: ignored, run with
 //! `SLUICE_KAFKA_BROKERS=<host:port> cargo test -p sluice-tests --test kafka -- --ignored`). Expected records
@@ -304,4 +304,79 @@ fn the_source_starts_at_earliest_latest_a_timestamp_or_the_groups_committed_offs
     let mut both = first;
     both.extend(rest);
     assert_eq!(sorted(both), sorted(all));
+}
+
+#[test]
+fn the_sink_partitions_as_kafkas_java_clients_or_a_fixed_partition_and_the_source_reads_time_from_a_field()
+ {
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (hashed, fixed) = (&broker.unique("hashed"), &broker.unique("fixed"));
+    broker.create_topic(hashed, 4);
+    broker.create_topic(fixed, 4);
+    // JSON values whose field `t` is the event time; the record timestamps differ.
+    let events: Vec<(String, String, i64)> = (0..200)
+        .map(|i| {
+            (
+                format!("{{\"t\":{}}}", 5_000 + i * 10),
+                format!("k{}", i % 9),
+                i + 1,
+            )
+        })
+        .collect();
+    for (topic, options) in [
+        (hashed, serde_json::json!({})),
+        (
+            fixed,
+            serde_json::json!({"partitioning": "fixed", "partition": 2}),
+        ),
+    ] {
+        let mut o = options;
+        o["brokers"] = broker.bootstrap().into();
+        o["topic"] = topic.as_str().into();
+        let mut sink = sluice_kafka::sink_factory(&o, tmp.path(), "sinks[0]")
+            .unwrap()
+            .create_sink(0, 1, &ValueFormat::Json)
+            .unwrap();
+        sink.write_batch(&batch(&events)).unwrap();
+        sink.finish().unwrap();
+    }
+    // Key hash: every record of a key in the partition that Kafka's Java clients pick.
+    let mut partition_of: BTreeMap<Vec<u8>, std::collections::BTreeSet<i32>> = BTreeMap::new();
+    for r in kafka::read_committed(&broker.bootstrap(), hashed) {
+        partition_of.entry(r.key).or_default().insert(r.partition);
+    }
+    // Kafka's Java partitioner: (murmur2(key) & 0x7fffffff) % 4, computed independently
+    // (in Python) for k0..k8.
+    let java = [1, 1, 1, 0, 0, 0, 1, 0, 2];
+    assert_eq!(partition_of.len(), 9);
+    for (i, p) in java.into_iter().enumerate() {
+        let key = format!("k{i}").into_bytes();
+        assert_eq!(partition_of[&key], [p].into(), "key k{i}");
+    }
+    // Fixed: every record in partition 2, with its key, value and timestamp.
+    let got = kafka::read_committed(&broker.bootstrap(), fixed);
+    assert!(got.iter().all(|r| r.partition == 2));
+    assert_eq!(
+        read_committed(&broker.bootstrap(), fixed),
+        sorted(events.clone())
+    );
+    // Event time from the value's field `t`, not the record timestamp.
+    let source = sluice_kafka::source_factory(
+        &serde_json::json!({
+            "brokers": broker.bootstrap(), "topic": fixed, "bounded": true,
+            "value_format": {"format": "json"}, "event_time": {"field": "t"},
+        }),
+        "sources[0]",
+    )
+    .unwrap();
+    let mut reader = source.create_reader(0, 1).unwrap();
+    let want: Vec<_> = events
+        .iter()
+        .map(|(v, k, _)| {
+            let t: serde_json::Value = serde_json::from_str(v).unwrap();
+            (v.clone(), k.clone(), t["t"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(sorted(drain(reader.as_mut(), None)), sorted(want));
 }
