@@ -1,11 +1,12 @@
 //! The Kafka source and sink against a real broker (Tansu on loopback, one per test):
-//! the source's partition assignment, bounded reading and restore from checkpointed
-//! offsets, start positions, event time from a field, key-hash and fixed partitioning; the exactly-once sink across crashes at each point of its two-phase commit,
-//! and aborted transactions hidden from `read_committed` readers (these two need a
-//! broker that serves `EndTxn`, which Tansu 0.6.0 does not: ignored, run with
-//! `SLUICE_KAFKA_BROKERS=<host:port> cargo test -p sluice-tests --test kafka -- --ignored`). Expected records
-//! are computed independently (the records the test wrote), and read back with a plain
-//! librdkafka consumer.
+//! the source's partition assignment, bounded reading, restore from checkpointed offsets,
+//! start positions and event time from a field; the sink's key-hash and fixed
+//! partitioning; the exactly-once sink across crashes at each point of its two-phase
+//! commit, and aborted transactions hidden from `read_committed` readers (these two need
+//! a broker that serves `EndTxn`, which Tansu 0.6.0 does not: ignored, run with
+//! `SLUICE_KAFKA_BROKERS=<host:port> cargo test -p sluice-tests --test kafka --
+//! --ignored`). Expected records are computed independently (the records the test
+//! wrote), and read back with a plain librdkafka consumer.
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
