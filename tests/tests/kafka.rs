@@ -381,3 +381,40 @@ fn the_sink_partitions_as_kafkas_java_clients_or_a_fixed_partition_and_the_sourc
         .collect();
     assert_eq!(sorted(drain(reader.as_mut(), None)), sorted(want));
 }
+
+#[test]
+fn a_source_whose_broker_is_unreachable_fails_after_broker_timeout_naming_it() {
+    // A loopback port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let brokers = format!("127.0.0.1:{port}");
+    for bounded in [true, false] {
+        let source = sluice_kafka::source_factory(
+            &serde_json::json!({
+                "brokers": brokers, "topic": "t", "bounded": bounded, "broker_timeout": "1s",
+            }),
+            "sources[0]",
+        )
+        .unwrap();
+        let mut reader = source.create_reader(0, 1).unwrap();
+        let mut b = Batch::with_capacity(8, 64);
+        let started = Instant::now();
+        let e = loop {
+            match reader.poll_batch(&mut b, 8) {
+                Ok(SourcePoll::Pending) => std::thread::sleep(Duration::from_millis(10)),
+                Ok(other) => panic!("bounded {bounded}: {other:?} from an unreachable broker"),
+                Err(e) => break e.0,
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no failure");
+        };
+        assert!(
+            e.starts_with(&format!(
+                "sources[0] (kafka {brokers}): no broker reachable for 1s"
+            )),
+            "{e}"
+        );
+    }
+}

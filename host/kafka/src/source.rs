@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 const PARTITIONS_PER_TOPIC: u32 = 1 << 16;
 /// Timeout of metadata, offset and watermark requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the first discovery is retried while no broker answers.
+const DISCOVERY_RETRY: Duration = Duration::from_millis(500);
 
 /// Creates [`KafkaReader`]s.
 pub struct KafkaSourceFactory {
@@ -129,6 +131,7 @@ impl SourceFactory for KafkaSourceFactory {
             last_split: None,
             splits_changed: true,
             last_discovery: None,
+            discovered: false,
             unreachable_since: None,
             last_error: None,
             positions_at: BTreeMap::new(),
@@ -183,6 +186,9 @@ pub struct KafkaReader {
     last_split: Option<SplitId>,
     splits_changed: bool,
     last_discovery: Option<Instant>,
+    /// The topics' metadata has been read once (until then the source has no
+    /// partitions, which must not read as a bounded source's end).
+    discovered: bool,
     /// Since when no broker answered.
     unreachable_since: Option<Instant>,
     last_error: Option<String>,
@@ -231,12 +237,14 @@ impl KafkaReader {
     }
 
     /// Looks for partitions this subtask owns and does not read yet, and assigns them.
-    /// At the first call (`initial`), failing to reach the brokers is an error.
+    /// Unreachable brokers are retried until `broker_timeout`, then an error; at the
+    /// first discovery (`initial`), a missing topic is an error.
     fn discover(&mut self, initial: bool) -> Result<(), ConnectorError> {
         self.last_discovery = Some(Instant::now());
         let mut found = Vec::new();
+        let timeout = REQUEST_TIMEOUT.min(self.broker_timeout);
         for (ti, topic) in self.topics.iter().enumerate() {
-            let md = match self.consumer().fetch_metadata(Some(topic), REQUEST_TIMEOUT) {
+            let md = match self.consumer().fetch_metadata(Some(topic), timeout) {
                 Ok(md) => md,
                 Err(e) => {
                     self.note_unreachable(format!("reading the metadata of topic '{topic}': {e}"));
@@ -267,6 +275,7 @@ impl KafkaReader {
             }
         }
         self.unreachable_since = None;
+        self.discovered = true;
         if found.is_empty() {
             return Ok(());
         }
@@ -467,13 +476,18 @@ impl SourceReader for KafkaReader {
             self.connect()?;
         }
         self.serve_events()?;
-        if !self.bounded
-            && !self.discovery.is_zero()
-            && self
-                .last_discovery
-                .is_none_or(|t| t.elapsed() >= self.discovery)
+        let every = if !self.discovered {
+            Some(DISCOVERY_RETRY)
+        } else {
+            (!self.bounded && !self.discovery.is_zero()).then_some(self.discovery)
+        };
+        if let Some(every) = every
+            && self.last_discovery.is_none_or(|t| t.elapsed() >= every)
         {
-            self.discover(false)?;
+            self.discover(!self.discovered)?;
+        }
+        if !self.discovered {
+            return Ok(SourcePoll::Pending);
         }
         let n = self.partitions.len();
         for step in 0..n {
