@@ -25,7 +25,10 @@
 //! * `isolation`: `read_committed` (default) or `read_uncommitted`.
 //!
 //! **Sink** (`connector: kafka`): each event becomes a record with the event's key (none
-//! if empty), value (its bytes as they are: a packed value stays packed) and timestamp.
+//! if empty), value (its bytes as they are: a packed value stays packed) and timestamp
+//! (Kafka has no record time 0: librdkafka reads a timestamp of 0 as "now", so an event
+//! at time 0 gets the producer's clock). The topic must exist (`sluice kafka
+//! create-topic`).
 //! * `brokers`, `properties`, `topic` (required).
 //! * `delivery`: `at-least-once` (default) or `exactly-once` (transactions bound to
 //!   checkpoints; see [`sink`]), which needs `transactional_id` (a prefix) and keeps
