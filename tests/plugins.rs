@@ -126,3 +126,63 @@ pub fn returned(err: &sluice_core::operator::OperatorError) -> (&str, &str) {
         other => panic!("expected a typed error returned by the operator, got {other:?}"),
     }
 }
+
+/// componentize-py (PyPI): `$SLUICE_COMPONENTIZE_PY`, else the venv `.ci/run` makes
+/// (`~/.cache/sluice/venv`, or under `$SLUICE_CACHE_DIR`), else `componentize-py` on the
+/// PATH. Panics, saying how to install it, when there is none.
+pub fn componentize_py() -> PathBuf {
+    if let Some(p) = std::env::var_os("SLUICE_COMPONENTIZE_PY") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("SLUICE_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/sluice")));
+    let venv = cache.map(|c| c.join("venv/bin/componentize-py"));
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("componentize-py"))
+            .find(|p| p.is_file())
+    });
+    venv.filter(|p| p.is_file()).or(on_path).unwrap_or_else(|| {
+        panic!(
+            "componentize-py is not installed (needed to build the Python plugins): \
+             python3 -m venv ~/.cache/sluice/venv && \
+             ~/.cache/sluice/venv/bin/pip install componentize-py==0.25.0 (.ci/run does)"
+        )
+    })
+}
+
+/// Builds the Python plugin in `plugins/<name>` (its `app.py`, with the Python SDK of
+/// `guest-sdk/python`) into a component with componentize-py, once per test process,
+/// into `plugins/target/python/<name>.wasm`, and returns its path. Panics with
+/// componentize-py's output when the build fails.
+pub fn python_wasm(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let root = repo_root();
+    let out = root
+        .join("plugins/target/python")
+        .join(format!("{name}.wasm"));
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|n| n == name) {
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let output = Command::new(componentize_py())
+            .arg("-d")
+            .arg(root.join("wit"))
+            .args(["-w", "operator-world", "componentize", "app", "-p"])
+            .arg(root.join("plugins").join(name))
+            .arg("-p")
+            .arg(root.join("guest-sdk/python"))
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run componentize-py: {e}"));
+        assert!(
+            output.status.success(),
+            "building the Python plugin {name} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        built.push(name.to_string());
+    }
+    out
+}
