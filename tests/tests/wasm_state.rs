@@ -67,7 +67,14 @@ fn operator(
     keyed: Option<KeyedStateStore>,
     clock: &TestClock,
 ) -> Result<WasmOperator, OperatorError> {
-    let mut op = WasmOperator::new(&load(name), config(cfg), Limits::default());
+    // `<name>-py`: the Python twin of plugin `<name>` (built with the Python SDK).
+    let component = match name.strip_suffix("-py") {
+        Some(_) => plugins::runtime()
+            .load_component(plugins::python_wasm(name))
+            .unwrap(),
+        None => load(name),
+    };
+    let mut op = WasmOperator::new(&component, config(cfg), Limits::default());
     op.initialize_state(state_context(keyed, clock))?;
     op.open(&ctx(name))?;
     Ok(op)
@@ -169,8 +176,18 @@ fn check_steps(op: &mut WasmOperator, ts: i64, steps: &[(&str, &str, &str)]) {
 
 #[test]
 fn value_map_and_list_state_are_per_key_and_survive_batches() {
+    value_map_and_list_state_are_per_key_and_survive_batches_with("test-state");
+}
+
+/// The same with the Python SDK's twin of the plugin.
+#[test]
+fn value_map_and_list_state_are_per_key_and_survive_batches_python() {
+    value_map_and_list_state_are_per_key_and_survive_batches_with("test-state-py");
+}
+
+fn value_map_and_list_state_are_per_key_and_survive_batches_with(plugin: &str) {
     let clock = TestClock::default();
-    let mut op = keyed("test-state", &[], &clock);
+    let mut op = keyed(plugin, &[], &clock);
     assert!(op.keyed_state().is_some());
     check_steps(
         &mut op,
@@ -233,9 +250,19 @@ fn entries(store: &mut KeyedStateStore) -> usize {
 
 #[test]
 fn ttl_expired_state_is_invisible_and_cleaned_up() {
+    ttl_expired_state_is_invisible_and_cleaned_up_with("test-state");
+}
+
+/// The same with the Python SDK's twin of the plugin.
+#[test]
+fn ttl_expired_state_is_invisible_and_cleaned_up_python() {
+    ttl_expired_state_is_invisible_and_cleaned_up_with("test-state-py");
+}
+
+fn ttl_expired_state_is_invisible_and_cleaned_up_with(plugin: &str) {
     let clock = TestClock::default();
     clock.set(10_000);
-    let mut op = keyed("test-state", &[("ttl_ms", "1000")], &clock);
+    let mut op = keyed(plugin, &[("ttl_ms", "1000")], &clock);
     assert_eq!(
         run(&mut op, &[E(1, "a", "tset x"), E(1, "b", "tset y")]),
         ["ok", "ok"]
@@ -268,8 +295,18 @@ fn ttl_expired_state_is_invisible_and_cleaned_up() {
 
 #[test]
 fn event_time_timers_fire_once_each_in_order_of_time_then_key() {
+    event_time_timers_fire_once_each_in_order_of_time_then_key_with("test-state");
+}
+
+/// The same with the Python SDK's twin of the plugin.
+#[test]
+fn event_time_timers_fire_once_each_in_order_of_time_then_key_python() {
+    event_time_timers_fire_once_each_in_order_of_time_then_key_with("test-state-py");
+}
+
+fn event_time_timers_fire_once_each_in_order_of_time_then_key_with(plugin: &str) {
     let clock = TestClock::default();
-    let mut op = keyed("test-state", &[], &clock);
+    let mut op = keyed(plugin, &[], &clock);
     assert_eq!(
         run(
             &mut op,
@@ -317,8 +354,18 @@ fn event_time_timers_fire_once_each_in_order_of_time_then_key() {
 
 #[test]
 fn timers_registered_and_deleted_while_timers_fire_keep_flinks_order() {
+    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with("test-state");
+}
+
+/// The same with the Python SDK's twin of the plugin.
+#[test]
+fn timers_registered_and_deleted_while_timers_fire_keep_flinks_order_python() {
+    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with("test-state-py");
+}
+
+fn timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with(plugin: &str) {
     let clock = TestClock::default();
-    let mut op = keyed("test-state", &[], &clock);
+    let mut op = keyed(plugin, &[], &clock);
     run(
         &mut op,
         &[
@@ -358,6 +405,16 @@ fn timers_registered_and_deleted_while_timers_fire_keep_flinks_order() {
 
 #[test]
 fn timers_fire_between_rows_where_the_watermark_passes_them() {
+    timers_fire_between_rows_where_the_watermark_passes_them_with("test-state");
+}
+
+/// The same with the Python SDK's twin of the plugin.
+#[test]
+fn timers_fire_between_rows_where_the_watermark_passes_them_python() {
+    timers_fire_between_rows_where_the_watermark_passes_them_with("test-state-py");
+}
+
+fn timers_fire_between_rows_where_the_watermark_passes_them_with(plugin: &str) {
     let rows = [
         E(1, "a", "onfire vset from-timer"),
         E(2, "a", "timer 15"),
@@ -389,7 +446,7 @@ fn timers_fire_between_rows_where_the_watermark_passes_them() {
     // between: the same stream.
     for size in [rows.len(), 1, 2, 3, 4] {
         let clock = TestClock::default();
-        let mut op = keyed("test-state", &[], &clock);
+        let mut op = keyed(plugin, &[], &clock);
         let mut out = Stream::default();
         // Split between events only, keeping each mark before the event after it.
         let mut chunk: Vec<Row> = Vec::new();
@@ -410,9 +467,19 @@ fn timers_fire_between_rows_where_the_watermark_passes_them() {
 
 #[test]
 fn processing_time_timers_fire_when_the_clock_reaches_them() {
+    processing_time_timers_fire_when_the_clock_reaches_them_with("test-state");
+}
+
+/// The same with the Python SDK's twin of the plugin.
+#[test]
+fn processing_time_timers_fire_when_the_clock_reaches_them_python() {
+    processing_time_timers_fire_when_the_clock_reaches_them_with("test-state-py");
+}
+
+fn processing_time_timers_fire_when_the_clock_reaches_them_with(plugin: &str) {
     let clock = TestClock::default();
     clock.set(1_000);
-    let mut op = keyed("test-state", &[], &clock);
+    let mut op = keyed(plugin, &[], &clock);
     assert_eq!(op.next_processing_timer(), None);
     assert_eq!(
         run(
