@@ -6,3 +6,4 @@ pub mod kafka;
 pub mod kill;
 pub mod payments;
 pub mod plugins;
+pub mod sdk;

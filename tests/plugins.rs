@@ -186,3 +186,80 @@ pub fn python_wasm(name: &str) -> PathBuf {
     }
     out
 }
+
+/// The folder of the JavaScript tools (`node_modules/.bin` with esbuild and
+/// componentize-js): `$SLUICE_NODE_TOOLS`, else `~/.cache/sluice/node/node_modules/.bin`
+/// (or under `$SLUICE_CACHE_DIR`), where `.ci/run` installs them. Panics, saying how to
+/// install them, when they are missing.
+pub fn node_tools() -> PathBuf {
+    let dir = std::env::var_os("SLUICE_NODE_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("SLUICE_CACHE_DIR")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/sluice")))
+                .expect("HOME is set")
+                .join("node/node_modules/.bin")
+        });
+    assert!(
+        dir.join("componentize-js").is_file() && dir.join("esbuild").is_file(),
+        "the JavaScript tools are not installed in {} (needed to build the TypeScript \
+         plugins): npm install --prefix ~/.cache/sluice/node \
+         @bytecodealliance/componentize-js@0.23 esbuild@0.25 (.ci/run does)",
+        dir.display()
+    );
+    dir
+}
+
+/// Builds the TypeScript plugin in `plugins/<name>` (its `app.ts`, bundled by esbuild
+/// with the JavaScript SDK of `guest-sdk/js` as `sluice`) into a component with
+/// componentize-js (without WASI http), once per test process, into
+/// `plugins/target/js/<name>.wasm`, and returns its path. Panics with the tools' output
+/// when the build fails.
+pub fn js_wasm(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let root = repo_root();
+    let dir = root.join("plugins/target/js");
+    let (js, out) = (
+        dir.join(format!("{name}.js")),
+        dir.join(format!("{name}.wasm")),
+    );
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|n| n == name) {
+        std::fs::create_dir_all(&dir).unwrap();
+        let tools = node_tools();
+        let run = |cmd: &mut Command, what: &str| {
+            let output = cmd
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+            assert!(
+                output.status.success(),
+                "{what} of the TypeScript plugin {name} failed:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run(
+            Command::new(tools.join("esbuild"))
+                .arg(root.join("plugins").join(name).join("app.ts"))
+                .args(["--bundle", "--format=esm", "--log-level=warning"])
+                .arg(format!(
+                    "--alias:sluice={}",
+                    root.join("guest-sdk/js/sluice.js").display()
+                ))
+                .arg(format!("--outfile={}", js.display())),
+            "esbuild",
+        );
+        run(
+            Command::new(tools.join("componentize-js"))
+                .arg(&js)
+                .arg("-w")
+                .arg(root.join("wit"))
+                .args(["-n", "operator-world", "-d", "http", "fetch-event", "-o"])
+                .arg(&out),
+            "componentize-js",
+        );
+        built.push(name.to_string());
+    }
+    out
+}
