@@ -72,31 +72,50 @@ pub fn check_flights_operator_matches_rust(component: &LoadedComponent, label: &
 /// `wasm` (memory cap `max_memory`, as the spec writes it) and asserts the exact answer,
 /// every firing checked.
 pub fn check_flights_job(wasm: &Path, max_memory: &str, label: &str) {
+    check_flights_spec(
+        &plugins::repo_root().join(flights::SPEC),
+        "flights",
+        |spec| {
+            let op = &mut spec.operators[0].options;
+            op.insert("wasm".into(), wasm.to_str().unwrap().into());
+            op.insert(
+                "limits".into(),
+                serde_json::json!({"max_memory": max_memory, "time_per_call": "10s"}),
+            );
+        },
+        label,
+    );
+}
+
+/// Runs the flights job spec at `spec_path` (its first source replaced by the first
+/// 30,000 flights; then `edit`ed), whose sinks write `../../out/<out>/*.jsonl`, and
+/// asserts the exact answer, every firing checked.
+pub fn check_flights_spec(
+    spec_path: &Path,
+    out: &str,
+    edit: impl FnOnce(&mut spec::JobSpec),
+    label: &str,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let slice = tmp.path().join("slice.parquet");
     let rows = flights::read_rows(&flights::dataset(), Some(30_000), Some(&slice));
     let answer = flights::exact_answer(&rows);
-    let mut loaded = spec::load(&plugins::repo_root().join(flights::SPEC)).unwrap();
+    let mut loaded = spec::load(spec_path).unwrap();
     let source = &mut loaded.spec.sources[0].options;
     source.insert("path".into(), slice.to_str().unwrap().into());
     source.remove("sha256");
-    let op = &mut loaded.spec.operators[0].options;
-    op.insert("wasm".into(), wasm.to_str().unwrap().into());
-    op.insert(
-        "limits".into(),
-        serde_json::json!({"max_memory": max_memory, "time_per_call": "10s"}),
-    );
-    // The spec writes ../../out/flights/*.jsonl relative to its folder: under `out`.
-    let out = tmp.path().join("a/b");
+    edit(&mut loaded.spec);
+    // The spec writes ../../out/<out>/*.jsonl relative to its folder: under `dir`.
+    let dir = tmp.path().join("a/b");
     let resolver = JobResolver {
         wasm: plugins::runtime(),
-        output_dir: Some(out.clone()),
+        output_dir: Some(dir.clone()),
     };
     let graph = loaded
         .spec
         .to_graph(&loaded.dir, &resolver, Overrides::default())
         .unwrap();
     sluice_core::runtime::start(graph).unwrap().join().unwrap();
-    let got = flights::read_output(&out.join("../../out/flights"));
+    let got = flights::read_output(&dir.join("../../out").join(out));
     flights::check_output(&answer, &got, label);
 }
