@@ -119,3 +119,31 @@ pub fn check_flights_spec(
     let got = flights::read_output(&dir.join("../../out").join(out));
     flights::check_output(&answer, &got, label);
 }
+
+/// The typed error (code, message) an SDK's faults plugin returns for a one-event batch
+/// whose value is `value` (time 1, key `k`). Panics if the call succeeds or faults.
+pub fn error_for(op: &mut WasmOperator, value: &[u8]) -> (String, String) {
+    let mut b = Batch::new();
+    b.push(1, b"k", value);
+    let err = op
+        .process_batch(b, &mut VecCollector::default())
+        .unwrap_err();
+    let (code, message) = plugins::returned(&err);
+    (code.to_string(), message.to_string())
+}
+
+/// Asserts that an SDK's faults plugin, after errors, still emits an event `fine` on the
+/// main output and on side output `copies`.
+pub fn check_usable_after_errors(op: &mut WasmOperator) {
+    let mut b = Batch::new();
+    b.push(1, b"k", b"fine");
+    let mut out = VecCollector::default();
+    op.process_batch(b, &mut out).unwrap();
+    let main: Vec<_> = out.events().map(|e| e.value.to_vec()).collect();
+    let side: Vec<_> = out
+        .side_events("copies")
+        .map(|e| e.value.to_vec())
+        .collect();
+    assert_eq!(main, vec![b"fine".to_vec()]);
+    assert_eq!(side, vec![b"fine".to_vec()]);
+}

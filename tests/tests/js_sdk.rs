@@ -7,8 +7,6 @@
 //! * a thrown error becomes a typed `internal` error carrying its name, message and
 //!   stack; `OperatorError` keeps its code; the host stays usable after both.
 
-use sluice_core::batch::Batch;
-use sluice_core::operator::{Operator, VecCollector};
 use sluice_tests::{plugins, sdk};
 
 #[test]
@@ -29,12 +27,6 @@ fn the_flights_job_with_the_typescript_operator_gives_the_exact_answer() {
     );
 }
 
-fn one_event(value: &[u8]) -> Batch {
-    let mut b = Batch::new();
-    b.push(1, b"k", value);
-    b
-}
-
 #[test]
 fn javascript_errors_reach_the_host_typed_with_the_message_and_the_stack() {
     let component = plugins::runtime()
@@ -42,10 +34,7 @@ fn javascript_errors_reach_the_host_typed_with_the_message_and_the_stack() {
         .unwrap();
     let mut op = sdk::open(&component, &[]);
 
-    let err = op
-        .process_batch(one_event(b"raise"), &mut VecCollector::default())
-        .unwrap_err();
-    let (code, message) = plugins::returned(&err);
+    let (code, message) = sdk::error_for(&mut op, b"raise");
     assert_eq!(code, "internal");
     assert!(
         message.starts_with("RangeError: cannot handle 'raise'"),
@@ -56,21 +45,10 @@ fn javascript_errors_reach_the_host_typed_with_the_message_and_the_stack() {
         "the stack names the function: {message}"
     );
 
-    let err = op
-        .process_batch(one_event(b"invalid"), &mut VecCollector::default())
-        .unwrap_err();
     assert_eq!(
-        plugins::returned(&err),
-        ("invalid-input", "the value is 'invalid'")
+        sdk::error_for(&mut op, b"invalid"),
+        ("invalid-input".into(), "the value is 'invalid'".into())
     );
 
-    let mut out = VecCollector::default();
-    op.process_batch(one_event(b"fine"), &mut out).unwrap();
-    let main: Vec<_> = out.events().map(|e| e.value.to_vec()).collect();
-    let side: Vec<_> = out
-        .side_events("copies")
-        .map(|e| e.value.to_vec())
-        .collect();
-    assert_eq!(main, vec![b"fine".to_vec()]);
-    assert_eq!(side, vec![b"fine".to_vec()]);
+    sdk::check_usable_after_errors(&mut op);
 }

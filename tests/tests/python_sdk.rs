@@ -8,8 +8,6 @@
 //!
 //! Keyed state and timers of the Python SDK are tested in `wasm_state.rs`.
 
-use sluice_core::batch::Batch;
-use sluice_core::operator::{Operator, VecCollector};
 use sluice_tests::{plugins, sdk};
 
 #[test]
@@ -25,12 +23,6 @@ fn the_flights_job_with_the_python_operator_gives_the_exact_answer() {
     sdk::check_flights_job(&plugins::python_wasm("flight-delays-py"), "64MiB", "Python");
 }
 
-fn one_event(value: &[u8]) -> Batch {
-    let mut b = Batch::new();
-    b.push(1, b"k", value);
-    b
-}
-
 #[test]
 fn python_errors_reach_the_host_typed_with_the_message_and_the_traceback() {
     let component = plugins::runtime()
@@ -38,10 +30,7 @@ fn python_errors_reach_the_host_typed_with_the_message_and_the_traceback() {
         .unwrap();
     let mut op = sdk::open(&component, &[]);
 
-    let err = op
-        .process_batch(one_event(b"raise"), &mut VecCollector::default())
-        .unwrap_err();
-    let (code, message) = plugins::returned(&err);
+    let (code, message) = sdk::error_for(&mut op, b"raise");
     assert_eq!(code, "internal");
     assert!(
         message.starts_with("ValueError: cannot handle b'raise'"),
@@ -54,29 +43,15 @@ fn python_errors_reach_the_host_typed_with_the_message_and_the_traceback() {
         "the traceback names the function and file: {message}"
     );
 
-    let err = op
-        .process_batch(one_event(b"invalid"), &mut VecCollector::default())
-        .unwrap_err();
     assert_eq!(
-        plugins::returned(&err),
-        ("invalid-input", "the value is 'invalid'")
+        sdk::error_for(&mut op, b"invalid"),
+        ("invalid-input".into(), "the value is 'invalid'".into())
     );
 
-    let err = op
-        .process_batch(one_event(b"state"), &mut VecCollector::default())
-        .unwrap_err();
-    let (code, message) = plugins::returned(&err);
+    let (code, message) = sdk::error_for(&mut op, b"state");
     assert_eq!(code, "state");
     assert!(message.starts_with("not-keyed:"), "{message}");
 
     // The instance is still usable: main and side outputs.
-    let mut out = VecCollector::default();
-    op.process_batch(one_event(b"fine"), &mut out).unwrap();
-    let main: Vec<_> = out.events().map(|e| e.value.to_vec()).collect();
-    let side: Vec<_> = out
-        .side_events("copies")
-        .map(|e| e.value.to_vec())
-        .collect();
-    assert_eq!(main, vec![b"fine".to_vec()]);
-    assert_eq!(side, vec![b"fine".to_vec()]);
+    sdk::check_usable_after_errors(&mut op);
 }
