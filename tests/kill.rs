@@ -67,6 +67,19 @@ pub fn kill_ten_times(
     while restored_from.len() < 10 {
         let before = newest_checkpoint(storage, job);
         let mut child = run();
+        // The kill moment counts from when the job is running (`sluice: job '…' ready`),
+        // not from the process start: on a loaded machine, loading the operators alone
+        // can take longer than the whole window.
+        let ready = ready_signal(child.stderr.take().expect("piped stderr"));
+        let t = Instant::now();
+        while ready.recv_timeout(Duration::from_millis(10)).is_err()
+            && child.try_wait().unwrap().is_none()
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "{job} was not ready after 120 s"
+            );
+        }
         let wait = Duration::from_millis(rng.next_ms(600, 2_000));
         let t = Instant::now();
         while t.elapsed() < wait && child.try_wait().unwrap().is_none() {
@@ -98,6 +111,22 @@ pub fn kill_ten_times(
     // The finished job deleted its checkpoints.
     assert_eq!(newest_checkpoint(storage, job), None);
     restored_from
+}
+
+/// A receiver that gets `()` when `sluice run` writes its "ready" line to `stderr`
+/// (read to its end on a thread, so the pipe never fills).
+fn ready_signal(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("' ready in ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx
 }
 
 /// Sets `spec`'s checkpoints (every 500 ms, 2 retained, under `dir/checkpoints`) and
