@@ -127,139 +127,35 @@ pub fn returned(err: &sluice_core::operator::OperatorError) -> (&str, &str) {
     }
 }
 
-/// componentize-py (PyPI): `$SLUICE_COMPONENTIZE_PY`, else the venv `.ci/run` makes
-/// (`~/.cache/sluice/venv`, or under `$SLUICE_CACHE_DIR`), else `componentize-py` on the
-/// PATH. Panics, saying how to install it, when there is none.
-pub fn componentize_py() -> PathBuf {
-    if let Some(p) = std::env::var_os("SLUICE_COMPONENTIZE_PY") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("SLUICE_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/sluice")));
-    let venv = cache.map(|c| c.join("venv/bin/componentize-py"));
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("componentize-py"))
-            .find(|p| p.is_file())
-    });
-    venv.filter(|p| p.is_file()).or(on_path).unwrap_or_else(|| {
-        panic!(
-            "componentize-py is not installed (needed to build the Python plugins): \
-             python3 -m venv ~/.cache/sluice/venv && \
-             ~/.cache/sluice/venv/bin/pip install componentize-py==0.25.0 (.ci/run does)"
-        )
-    })
-}
-
-/// Builds the Python plugin in `plugins/<name>` (its `app.py`, with the Python SDK of
-/// `guest-sdk/python`) into a component with componentize-py, once per test process,
-/// into `plugins/target/python/<name>.wasm`, and returns its path. Panics with
-/// componentize-py's output when the build fails.
-pub fn python_wasm(name: &str) -> PathBuf {
+/// Builds the guest plugin in `plugins/<name>` (Python `app.py` or TypeScript `app.ts`)
+/// with `sluice build` (componentize-py, or esbuild and componentize-js), once per test
+/// process, into `plugins/target/<kind>/<name>.wasm`, and returns its path. Panics with
+/// the toolchain's message (a missing tool and how to install it, or its output).
+fn guest_wasm(name: &str, kind: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let root = repo_root();
     let out = root
-        .join("plugins/target/python")
+        .join("plugins/target")
+        .join(kind)
         .join(format!("{name}.wasm"));
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if !built.iter().any(|n| n == name) {
         std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-        let output = Command::new(componentize_py())
-            .arg("-d")
-            .arg(root.join("wit"))
-            .args(["-w", "operator-world", "componentize", "app", "-p"])
-            .arg(root.join("plugins").join(name))
-            .arg("-p")
-            .arg(root.join("guest-sdk/python"))
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run componentize-py: {e}"));
-        assert!(
-            output.status.success(),
-            "building the Python plugin {name} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        if let Err(e) = sluice_cli::build::build(&root.join("plugins").join(name), None, Some(&out))
+        {
+            panic!("building the plugin {name}: {e}");
+        }
         built.push(name.to_string());
     }
     out
 }
 
-/// The folder of the JavaScript tools (`node_modules/.bin` with esbuild and
-/// componentize-js): `$SLUICE_NODE_TOOLS`, else `~/.cache/sluice/node/node_modules/.bin`
-/// (or under `$SLUICE_CACHE_DIR`), where `.ci/run` installs them. Panics, saying how to
-/// install them, when they are missing.
-pub fn node_tools() -> PathBuf {
-    let dir = std::env::var_os("SLUICE_NODE_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("SLUICE_CACHE_DIR")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/sluice")))
-                .expect("HOME is set")
-                .join("node/node_modules/.bin")
-        });
-    assert!(
-        dir.join("componentize-js").is_file() && dir.join("esbuild").is_file(),
-        "the JavaScript tools are not installed in {} (needed to build the TypeScript \
-         plugins): npm install --prefix ~/.cache/sluice/node \
-         @bytecodealliance/componentize-js@0.23 esbuild@0.25 (.ci/run does)",
-        dir.display()
-    );
-    dir
+/// The Python plugin `plugins/<name>`, built (see [`guest_wasm`]).
+pub fn python_wasm(name: &str) -> PathBuf {
+    guest_wasm(name, "python")
 }
 
-/// Builds the TypeScript plugin in `plugins/<name>` (its `app.ts`, bundled by esbuild
-/// with the JavaScript SDK of `guest-sdk/js` as `sluice`) into a component with
-/// componentize-js (without WASI http), once per test process, into
-/// `plugins/target/js/<name>.wasm`, and returns its path. Panics with the tools' output
-/// when the build fails.
+/// The TypeScript plugin `plugins/<name>`, built (see [`guest_wasm`]).
 pub fn js_wasm(name: &str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let root = repo_root();
-    let dir = root.join("plugins/target/js");
-    let (js, out) = (
-        dir.join(format!("{name}.js")),
-        dir.join(format!("{name}.wasm")),
-    );
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !built.iter().any(|n| n == name) {
-        std::fs::create_dir_all(&dir).unwrap();
-        let tools = node_tools();
-        let run = |cmd: &mut Command, what: &str| {
-            let output = cmd
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-            assert!(
-                output.status.success(),
-                "{what} of the TypeScript plugin {name} failed:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        run(
-            Command::new(tools.join("esbuild"))
-                .arg(root.join("plugins").join(name).join("app.ts"))
-                .args(["--bundle", "--format=esm", "--log-level=warning"])
-                .arg(format!(
-                    "--alias:sluice={}",
-                    root.join("guest-sdk/js/sluice.js").display()
-                ))
-                .arg(format!("--outfile={}", js.display())),
-            "esbuild",
-        );
-        run(
-            Command::new(tools.join("componentize-js"))
-                .arg(&js)
-                .arg("-w")
-                .arg(root.join("wit"))
-                .args(["-n", "operator-world", "-d", "http", "fetch-event", "-o"])
-                .arg(&out),
-            "componentize-js",
-        );
-        built.push(name.to_string());
-    }
-    out
+    guest_wasm(name, "js")
 }

@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod build;
 pub mod control;
 pub mod job;
 pub mod kafka;

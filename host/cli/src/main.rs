@@ -85,6 +85,20 @@ cache ($SLUICE_CACHE_DIR, else ~/.cache/sluice) and checked against the spec's s
         /// The job's spec (for its name).
         spec: PathBuf,
     },
+    /// Build an operator folder into a WebAssembly component (Rust, Python, TypeScript/JavaScript).
+    #[command(
+        long_about = "Build the operator in a folder into a WebAssembly component with its language's toolchain: Rust (Cargo.toml; cargo, target wasm32-wasip2), Python (app.py; componentize-py), TypeScript or JavaScript (app.ts / app.js; esbuild and componentize-js). The language is detected from the files unless --lang says it. Prints the component's path.\n\nExample:\n  sluice build plugins/flight-delays-py"
+    )]
+    Build {
+        /// The operator's folder.
+        dir: PathBuf,
+        /// rust, python, typescript or javascript (default: detected).
+        #[arg(long)]
+        lang: Option<String>,
+        /// Where to write the component (default: <dir>/<folder name>.wasm; Rust: cargo's target folder).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Kafka tools.
     Kafka {
         #[command(subcommand)]
@@ -161,10 +175,23 @@ fn run(cli: Cli) -> Result<()> {
         println!("{folder}");
         return Ok(());
     }
+    if let Command::Build { dir, lang, out } = &cli.command {
+        let lang = lang
+            .as_deref()
+            .map(sluice_cli::build::Lang::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--lang: {e}"))?;
+        let built = sluice_cli::build::build(dir, lang, out.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("{}", built.display());
+        return Ok(());
+    }
     let wasm =
         WasmRuntime::new(RuntimeConfig::default()).context("starting the WebAssembly runtime")?;
     match cli.command {
-        Command::Savepoint { .. } | Command::Stop { .. } => unreachable!("handled above"),
+        Command::Savepoint { .. } | Command::Stop { .. } | Command::Build { .. } => {
+            unreachable!("handled above")
+        }
         Command::Kafka {
             command:
                 KafkaCommand::Produce {
