@@ -208,8 +208,7 @@ pub fn build(dir: &Path, lang: Option<Lang>, out: Option<&Path>) -> Result<PathB
                         .into_iter()
                         .filter_map(|f| f.as_str().map(PathBuf::from))
                 })
-                .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
-                .next_back()
+                .rfind(|f| f.extension().is_some_and(|e| e == "wasm"))
                 .ok_or("cargo built no .wasm (is the crate a cdylib?)")?;
             match out {
                 Some(o) => {
