@@ -24,7 +24,7 @@ pub fn open(component: &LoadedComponent, config: &[(&str, &str)]) -> WasmOperato
 /// `rows` as the file source's packed values (date, delay, distance, origin,
 /// destination; no flights operator reads the distance or the destination, so they are
 /// 0 and empty), in batches of `batch`.
-fn flight_batches(rows: &[flights::Flight], batch: usize) -> Vec<Batch> {
+pub fn flight_batches(rows: &[flights::Flight], batch: usize) -> Vec<Batch> {
     rows.chunks(batch)
         .map(|chunk| {
             let mut b = Batch::new();

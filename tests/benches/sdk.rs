@@ -9,7 +9,7 @@
 
 use sluice_core::batch::Batch;
 use sluice_core::operator::{Operator, OperatorContext, VecCollector};
-use sluice_tests::{flights, plugins};
+use sluice_tests::{flights, plugins, sdk};
 use sluice_wasm::{Limits, LoadedComponent, RuntimeConfig, WasmOperator, WasmRuntime};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,22 +44,6 @@ fn identity_batch() -> Batch {
             KEYS[i % 4],
             &(i as u64).to_le_bytes(),
         );
-    }
-    b
-}
-
-/// The first `BATCH` flights as the file source's packed values.
-fn flights_batch(rows: &[flights::Flight]) -> Batch {
-    let mut b = Batch::new();
-    for f in &rows[..BATCH] {
-        let mut value = Vec::new();
-        sluice_packed::Writer::new(&mut value)
-            .i64(f.date_ms)
-            .i64(f.delay)
-            .i64(0)
-            .str(&f.origin)
-            .str("");
-        b.push(f.date_ms, b"", &value);
     }
     b
 }
@@ -134,7 +118,7 @@ fn measure(
         .map(|e| (e.timestamp, e.key.to_vec(), e.value.to_vec()))
         .collect();
     assert!(events(&out) == want, "{lang}: identity changed its input");
-    let flights_in = flights_batch(rows);
+    let flights_in = sdk::flight_batches(&rows[..BATCH], BATCH).remove(0);
     let mut reference = open(&plugins::load("flight_delays"), &config);
     let mut want = VecCollector::default();
     reference
