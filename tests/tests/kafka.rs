@@ -418,3 +418,78 @@ fn a_source_whose_broker_is_unreachable_fails_after_broker_timeout_naming_it() {
         );
     }
 }
+
+#[test]
+fn the_source_passes_record_headers_with_their_events() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let broker = Broker::start();
+    let topic = &broker.unique("headers");
+    broker.create_topic(topic, 1);
+    // Record i has i % 3 headers: `h<j>` = `<i>-<j>`, and a null-valued `gone` when i
+    // is odd.
+    type Headers = Vec<(String, Option<Vec<u8>>)>;
+    let want = |i: usize| -> Headers {
+        let mut h: Vec<_> = (0..i % 3)
+            .map(|j| (format!("h{j}"), Some(format!("{i}-{j}").into_bytes())))
+            .collect();
+        if i % 2 == 1 {
+            h.push(("gone".to_string(), None));
+        }
+        h
+    };
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    for i in 0..30usize {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in want(i) {
+            headers = headers.insert(Header {
+                key: &name,
+                value: value.as_deref(),
+            });
+        }
+        let value = format!("v{i}");
+        let mut record = BaseRecord::<(), _>::to(topic)
+            .payload(&value)
+            .timestamp(1000 + i as i64);
+        if !want(i).is_empty() {
+            record = record.headers(headers);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let source = sluice_kafka::source_factory(
+        &serde_json::json!({"brokers": broker.bootstrap(), "topic": topic, "bounded": true}),
+        "sources[0]",
+    )
+    .unwrap();
+    let mut reader = source.create_reader(0, 1).unwrap();
+    let mut got: Vec<(String, Headers)> = Vec::new();
+    let started = Instant::now();
+    let mut b = Batch::new();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the source did not end"
+        );
+        b.clear();
+        match reader.poll_batch(&mut b, 7).unwrap() {
+            SourcePoll::End => break,
+            SourcePoll::Pending => std::thread::sleep(Duration::from_millis(5)),
+            SourcePoll::Data => {
+                for i in 0..b.len() {
+                    let headers = b.headers().map_or_else(Vec::new, |h| {
+                        h.get(i)
+                            .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
+                            .collect()
+                    });
+                    got.push((String::from_utf8(b.value(i).to_vec()).unwrap(), headers));
+                }
+            }
+        }
+    }
+    let expected: Vec<_> = (0..30).map(|i| (format!("v{i}"), want(i))).collect();
+    assert_eq!(got, expected);
+}

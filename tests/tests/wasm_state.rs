@@ -1016,3 +1016,92 @@ mod job {
         }
     }
 }
+
+/// Headers of test row `i`: none for every third row, else a few, one with a null
+/// value, varying per row.
+fn row_headers(i: usize) -> Vec<(String, Option<Vec<u8>>)> {
+    if i.is_multiple_of(3) {
+        return Vec::new();
+    }
+    let mut h = vec![(format!("trace-{i}"), Some(vec![i as u8, 0xff]))];
+    if i.is_multiple_of(2) {
+        h.push(("tenant".to_string(), None));
+        h.push((String::new(), Some(Vec::new())));
+    }
+    h
+}
+
+/// What `test-headers` emits for headers `h`: `name=<hex>` or `name=~`, joined by `;`.
+fn headers_text(h: &[(String, Option<Vec<u8>>)]) -> String {
+    h.iter()
+        .map(|(name, value)| match value {
+            Some(v) => format!(
+                "{name}={}",
+                v.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+            None => format!("{name}=~"),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// 40 events with [`row_headers`], a watermark mark before every fifth row.
+fn headers_batch() -> Batch {
+    let mut b = Batch::new();
+    for i in 0..40usize {
+        if i % 5 == 0 {
+            b.push_watermark(i as i64 * 10);
+        }
+        let h = row_headers(i);
+        let key = format!("k{}", i % 4);
+        b.push_with_headers(
+            i as i64 * 10 + 5,
+            key.as_bytes(),
+            b"v",
+            h.iter().map(|(n, v)| (n.as_str(), v.as_deref())),
+        );
+    }
+    b
+}
+
+#[test]
+fn operators_read_each_events_headers() {
+    operators_read_each_events_headers_with("test-headers");
+}
+
+#[test]
+fn operators_read_each_events_headers_python() {
+    operators_read_each_events_headers_with("test-headers-py");
+}
+
+fn operators_read_each_events_headers_with(plugin: &str) {
+    let clock = TestClock::default();
+    let want: Vec<String> = (0..40).map(|i| headers_text(&row_headers(i))).collect();
+    let mut op = operator(plugin, &[], None, &clock).unwrap();
+    let mut out = Stream::default();
+    op.process_batch(headers_batch(), &mut out).unwrap();
+    assert_eq!(out.values(), want);
+    // A batch without a headers column: every event has none.
+    assert_eq!(run(&mut op, &[E(1, "k", "v"), E(2, "k", "v")]), ["", ""]);
+}
+
+#[test]
+fn headers_stay_with_their_rows_when_timers_split_a_keyed_batch() {
+    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_with("test-headers");
+}
+
+#[test]
+fn headers_stay_with_their_rows_when_timers_split_a_keyed_batch_python() {
+    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_with("test-headers-py");
+}
+
+fn headers_stay_with_their_rows_when_timers_split_a_keyed_batch_with(plugin: &str) {
+    // Every event registers an event-time timer at its time, so each watermark mark
+    // inside the batch ends a `process` call: the batch goes in many segments.
+    let clock = TestClock::default();
+    let want: Vec<String> = (0..40).map(|i| headers_text(&row_headers(i))).collect();
+    let mut op = keyed(plugin, &[("timers", "true")], &clock);
+    let mut out = Stream::default();
+    op.process_batch(headers_batch(), &mut out).unwrap();
+    assert_eq!(out.values(), want);
+}

@@ -5,7 +5,7 @@ from enum import Enum
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from componentize_py_types import Err
-from wit_world.imports import host, timers, types
+from wit_world.imports import event_headers, host, timers, types
 
 from .packed import PackedReader
 
@@ -84,6 +84,11 @@ class Event(_Scoped):
     def packed(self) -> PackedReader:
         """A reader of the value's packed fields."""
         return PackedReader(self.value)
+
+    def headers(self) -> List[Tuple[str, Optional[bytes]]]:
+        """The event's headers (a Kafka record's) as `(name, value)` pairs in record
+        order (`None`: a null value); empty when it has none. Asks the host on each call."""
+        return [(h.name, h.value) for h in _call(event_headers.headers, self.row)]
 
 
 class Timer(_Scoped):

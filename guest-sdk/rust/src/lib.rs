@@ -89,6 +89,15 @@ impl<'a> Event<'a> {
     pub fn watermark(&self) -> Result<i64, Error> {
         self.timers().current_watermark()
     }
+
+    /// The event's headers (a Kafka record's), as `(name, value)` pairs in record order
+    /// (`None`: a null value); empty when the event has none. Each call asks the host
+    /// (one copy of this event's headers): call it for the events that need them.
+    ///
+    /// Errors: a `state` error outside `process` or for an event past the call's limit.
+    pub fn headers(&self) -> Result<Vec<(String, Option<Vec<u8>>)>, Error> {
+        state::row_headers(self.index as u32)
+    }
 }
 
 /// A batch of input events, for operators that want the whole batch at once (see

@@ -196,6 +196,12 @@ impl Timers {
     }
 }
 
+/// The headers of row `row` of the batch being processed (Kafka record headers), as
+/// `(name, value)` pairs in record order (`None`: a null value). See [`Event::headers`].
+pub(crate) fn row_headers(row: u32) -> Result<Vec<(String, Option<Vec<u8>>)>, Error> {
+    sys::headers(row)
+}
+
 /// The host's processing time (ms since the epoch): the clock processing-time timers and
 /// state time-to-live follow. (The WASI clocks stay frozen unless the job grants them.)
 pub fn processing_time() -> i64 {
@@ -539,6 +545,10 @@ mod sys {
     pub fn current_watermark(row: u32) -> Result<i64, Error> {
         tm::current_watermark(row).map_err(err)
     }
+    pub fn headers(row: u32) -> Result<Vec<(String, Option<Vec<u8>>)>, Error> {
+        let h = crate::bindings::sluice::operator::event_headers::headers(row).map_err(err)?;
+        Ok(h.into_iter().map(|h| (h.name, h.value)).collect())
+    }
     pub fn processing_time() -> i64 {
         tm::processing_time()
     }
@@ -601,6 +611,9 @@ mod sys {
         none()
     }
     pub fn current_watermark(_: u32) -> Result<i64, Error> {
+        none()
+    }
+    pub fn headers(_: u32) -> Result<Vec<(String, Option<Vec<u8>>)>, Error> {
         none()
     }
     pub fn processing_time() -> i64 {

@@ -7,6 +7,9 @@
 //! of [`WatermarkMark`]s, so that every event meets exactly the watermark the source had
 //! emitted just before it, whatever the batch size: the Dataflow model's per-element
 //! semantics at the cost of a batch.
+//!
+//! Events from a source that has them (Kafka) also carry *headers*, `(name, value)`
+//! pairs, in an optional [`Headers`] column: absent (and free) for every other batch.
 
 /// "Before row `row`, the watermark is `watermark`": the watermark advanced between row
 /// `row - 1` and row `row`. `row == len` means after the last row.
@@ -43,6 +46,97 @@ pub struct Batch {
     value_offsets: Vec<u32>,
     value_data: Vec<u8>,
     marks: Vec<WatermarkMark>,
+    /// Per-event headers, when some event of the batch has any.
+    headers: Option<Box<Headers>>,
+}
+
+/// The headers column of a [`Batch`]: for each event, a list of `(name, value)` pairs
+/// (Kafka record headers: a name is a string, a value is bytes or null), stored as one
+/// encoded item per event in the Arrow binary layout (`offsets` has `len + 1` entries).
+///
+/// An item is a sequence of headers, each `name length (u32 LE), name, value length
+/// (u32 LE, `u32::MAX` for a null value), value`; [`Headers::get`] decodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Headers {
+    offsets: Vec<u32>,
+    data: Vec<u8>,
+}
+
+/// One header of an event: its name and its value (`None`: a null value).
+pub type Header<'a> = (&'a str, Option<&'a [u8]>);
+
+impl Headers {
+    /// A column of `n` events without headers.
+    fn empty(n: usize) -> Headers {
+        Headers {
+            offsets: vec![0; n + 1],
+            data: Vec::new(),
+        }
+    }
+
+    /// Number of events in the column.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether the column has no events.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push_item<'a>(&mut self, headers: impl IntoIterator<Item = Header<'a>>) {
+        for (name, value) in headers {
+            self.data
+                .extend_from_slice(&(name.len() as u32).to_le_bytes());
+            self.data.extend_from_slice(name.as_bytes());
+            match value {
+                Some(v) => {
+                    self.data.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    self.data.extend_from_slice(v);
+                }
+                None => self.data.extend_from_slice(&u32::MAX.to_le_bytes()),
+            }
+        }
+        self.offsets.push(self.data.len() as u32);
+    }
+
+    /// The headers of event `i`, in their order on the record (empty when `i` is out of
+    /// range).
+    pub fn get(&self, i: usize) -> HeaderIter<'_> {
+        let item = match (self.offsets.get(i), self.offsets.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.data[a as usize..b as usize],
+            _ => &[],
+        };
+        HeaderIter { rest: item }
+    }
+}
+
+/// The headers of one event, decoded from a [`Headers`] item.
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Header<'a>;
+
+    fn next(&mut self) -> Option<Header<'a>> {
+        // Items are written by `push_item` only, so they always decode; a short item
+        // would end the iteration rather than panic.
+        let mut take = |n: usize| -> Option<&'a [u8]> {
+            let (head, tail) = self.rest.split_at_checked(n)?;
+            self.rest = tail;
+            Some(head)
+        };
+        let len = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
+        let name_len = len(take(4)?) as usize;
+        let name = std::str::from_utf8(take(name_len)?).unwrap_or_default();
+        let value = match len(take(4)?) {
+            u32::MAX => None,
+            n => Some(take(n as usize)?),
+        };
+        Some((name, value))
+    }
 }
 
 impl Default for Batch {
@@ -75,6 +169,7 @@ impl Batch {
             value_offsets,
             value_data: Vec::with_capacity(bytes),
             marks: Vec::new(),
+            headers: None,
         }
     }
 
@@ -100,6 +195,7 @@ impl Batch {
             value_offsets,
             value_data,
             marks: Vec::new(),
+            headers: None,
         })
     }
 
@@ -128,6 +224,32 @@ impl Batch {
         self.key_offsets.push(self.key_data.len() as u32);
         self.value_data.extend_from_slice(value);
         self.value_offsets.push(self.value_data.len() as u32);
+        if let Some(h) = &mut self.headers {
+            h.offsets.push(h.data.len() as u32);
+        }
+    }
+
+    /// Appends an event with `headers` (a Kafka record's, say).
+    pub fn push_with_headers<'a>(
+        &mut self,
+        timestamp: i64,
+        key: &[u8],
+        value: &[u8],
+        headers: impl IntoIterator<Item = Header<'a>>,
+    ) {
+        let mut headers = headers.into_iter().peekable();
+        if headers.peek().is_none() {
+            return self.push(timestamp, key, value);
+        }
+        let n = self.len();
+        self.headers
+            .get_or_insert_with(|| Box::new(Headers::empty(n)))
+            .push_item(headers);
+        self.timestamps.push(timestamp);
+        self.key_data.extend_from_slice(key);
+        self.key_offsets.push(self.key_data.len() as u32);
+        self.value_data.extend_from_slice(value);
+        self.value_offsets.push(self.value_data.len() as u32);
     }
 
     /// Appends an event whose value is written in place by `write` (no temporary buffer).
@@ -138,12 +260,31 @@ impl Batch {
         self.key_offsets.push(self.key_data.len() as u32);
         write(&mut self.value_data);
         self.value_offsets.push(self.value_data.len() as u32);
+        if let Some(h) = &mut self.headers {
+            h.offsets.push(h.data.len() as u32);
+        }
     }
 
-    /// Appends event `i` of `other`.
+    /// Appends event `i` of `other`, with its headers.
     #[inline]
     pub fn push_from(&mut self, other: &Batch, i: usize) {
-        self.push(other.timestamps[i], other.key(i), other.value(i));
+        match &other.headers {
+            None => self.push(other.timestamps[i], other.key(i), other.value(i)),
+            Some(h) => {
+                self.push_with_headers(other.timestamps[i], other.key(i), other.value(i), h.get(i))
+            }
+        }
+    }
+
+    /// The headers column, if any event of the batch has headers.
+    pub fn headers(&self) -> Option<&Headers> {
+        self.headers.as_deref()
+    }
+
+    /// Moves the headers column out (leaving none), e.g. before
+    /// [`Batch::into_columns`], which drops it.
+    pub fn take_headers(&mut self) -> Option<Headers> {
+        self.headers.take().map(|h| *h)
     }
 
     /// Records that the watermark is `watermark` before the next event pushed (or at the
@@ -185,7 +326,8 @@ impl Batch {
     }
 
     /// Takes the batch apart into `(timestamps, key_offsets, key_data, value_offsets,
-    /// value_data, marks)`, without copying.
+    /// value_data, marks)`, without copying; the headers column, if any, is dropped
+    /// (take it first with [`Batch::take_headers`]).
     #[allow(clippy::type_complexity)]
     pub fn into_columns(
         self,
@@ -272,6 +414,10 @@ impl Batch {
             + (self.key_offsets.len() + self.value_offsets.len()) * 4
             + self.key_data.len()
             + self.value_data.len()
+            + self
+                .headers
+                .as_ref()
+                .map_or(0, |h| h.offsets.len() * 4 + h.data.len())
     }
 
     /// Removes all events and marks, keeping the allocations.
@@ -282,6 +428,7 @@ impl Batch {
         self.value_offsets.truncate(1);
         self.value_data.clear();
         self.marks.clear();
+        self.headers = None;
     }
 
     /// Carries `input_marks` (marks of the batch this one was computed from) over to this
@@ -388,6 +535,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(b, c);
+    }
+
+    #[test]
+    fn headers_follow_their_events() {
+        let mut b = Batch::new();
+        b.push(1, b"a", b"1");
+        assert!(b.headers().is_none());
+        b.push_with_headers(2, b"b", b"2", [("trace", Some(&b"x"[..])), ("gone", None)]);
+        b.push(3, b"c", b"3");
+        b.push_with_headers(4, b"d", b"4", [("", Some(&b""[..]))]);
+        let h = b.headers().unwrap();
+        assert_eq!(h.len(), 4);
+        let all: Vec<Vec<Header>> = (0..4).map(|i| h.get(i).collect()).collect();
+        assert_eq!(
+            all,
+            vec![
+                vec![],
+                vec![("trace", Some(&b"x"[..])), ("gone", None)],
+                vec![],
+                vec![("", Some(&b""[..]))],
+            ]
+        );
+        // Copying rows keeps their headers; rows without any add no column.
+        let mut c = Batch::new();
+        c.push_from(&b, 0);
+        assert!(c.headers().is_none());
+        c.push_from(&b, 1);
+        c.push_from(&b, 2);
+        let h = c.headers().unwrap();
+        assert_eq!(h.get(0).count(), 0);
+        assert_eq!(h.get(1).collect::<Vec<_>>(), all[1]);
+        assert_eq!(h.get(2).count(), 0);
+        assert_eq!(h.get(9).count(), 0);
+        assert_eq!(c.take_headers().map(|h| h.len()), Some(3));
+        assert!(c.headers().is_none());
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //!   numeric field of the value (ms).
 //! * `value_format`: as an operator's `output` (`{format: packed, fields: […]}`, `json`,
 //!   `text`, `bytes`; default `bytes`): what the values are. The key and the value pass
-//!   through as bytes.
+//!   through as bytes; the record's headers go with the event (the batch's headers
+//!   column), and operators read them with `event.headers()` (the `event-headers`
+//!   import of `wit/operator.wit`).
 //! * `discovery_interval`: how often new partitions are looked for (default `10s`; `0`:
 //!   never). `broker_timeout`: how long no broker may answer before the source fails
 //!   (default `60s`; then the job's restart strategy applies).
@@ -28,7 +30,8 @@
 //! if empty), value (its bytes as they are: a packed value stays packed) and timestamp
 //! (Kafka has no record time 0: librdkafka reads a timestamp of 0 as "now", so an event
 //! at time 0 gets the producer's clock). The topic must exist (`sluice kafka
-//! create-topic`).
+//! create-topic`). Records are written without headers (an operator's output events
+//! carry none).
 //! * `brokers`, `properties`, `topic` (required).
 //! * `delivery`: `at-least-once` (default) or `exactly-once` (transactions bound to
 //!   checkpoints; see [`sink`]), which needs `transactional_id` (a prefix) and keeps

@@ -6,7 +6,7 @@ use rdkafka::consumer::DefaultConsumerContext;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Timestamp};
+use rdkafka::message::{BorrowedMessage, Headers as _, Timestamp};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use sluice_core::batch::Batch;
@@ -450,7 +450,13 @@ impl KafkaReader {
                 }
             },
         };
-        batch.push(time, m.key().unwrap_or_default(), value);
+        let key = m.key().unwrap_or_default();
+        match m.headers() {
+            Some(h) => {
+                batch.push_with_headers(time, key, value, h.iter().map(|h| (h.key, h.value)))
+            }
+            None => batch.push(time, key, value),
+        }
         Ok(())
     }
 

@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+mod headers;
 mod operator;
 mod pipe;
 mod runtime;

@@ -5,7 +5,7 @@ use crate::bindings::sluice::operator::{host, types};
 use crate::pipe::CapturePipe;
 use crate::runtime::{EPOCH_TICK, LoadedComponent};
 use crate::state::{CallKind, Scope};
-use sluice_core::batch::{Batch, WatermarkMark};
+use sluice_core::batch::{Batch, Headers, WatermarkMark};
 use sluice_core::operator::{Collector, Operator, OperatorContext, OperatorError, StateContext};
 use sluice_core::state::{Clock, KeyedStateStore, TimeDomain, Timer, system_clock};
 use std::sync::Arc;
@@ -441,6 +441,7 @@ impl WasmOperator {
         &mut self,
         input: &types::EventBatch,
         keys: Option<&Arc<types::EventBatch>>,
+        headers: Option<(&Arc<Headers>, usize)>,
         marks: &mut Vec<WatermarkMark>,
     ) -> Result<types::ProcessOutput, OperatorError> {
         let len = input.timestamps.len() as u32;
@@ -455,6 +456,10 @@ impl WasmOperator {
             if let Some(keys) = keys {
                 s.batch = Some(keys.clone());
             }
+            if let Some((h, base)) = headers {
+                s.headers = Some(h.clone());
+                s.headers_base = base as u32;
+            }
             let r = inst
                 .bindings
                 .sluice_operator_operator()
@@ -464,6 +469,9 @@ impl WasmOperator {
             std::mem::swap(&mut s.marks, marks);
             if keys.is_some() {
                 s.batch = None;
+            }
+            if headers.is_some() {
+                s.headers = None;
             }
             r
         })
@@ -597,6 +605,8 @@ impl WasmOperator {
         out: &mut dyn Collector,
     ) -> Result<(), OperatorError> {
         let n = batch.len();
+        let mut batch = batch;
+        let headers = batch.take_headers().map(Arc::new);
         let (timestamps, key_offsets, key_data, value_offsets, value_data, marks) =
             batch.into_columns();
         let full = Arc::new(types::EventBatch {
@@ -640,7 +650,12 @@ impl WasmOperator {
                     watermark: m.watermark,
                 })
                 .collect();
-            let output = self.run_process(&segment, Some(&segment), &mut seg_marks)?;
+            let output = self.run_process(
+                &segment,
+                Some(&segment),
+                headers.as_ref().map(|h| (h, pos)),
+                &mut seg_marks,
+            )?;
             let limit = self.last_limit();
             let passed = seg_marks.partition_point(|m| (m.row as usize) < limit);
             self.add_output(&mut outs, output, &seg_marks[..passed], limit, end - pos)?;
@@ -998,6 +1013,8 @@ impl Operator for WasmOperator {
             }
             return Ok(());
         }
+        let mut batch = batch;
+        let headers = batch.take_headers().map(Arc::new);
         let (timestamps, key_offsets, key_data, value_offsets, value_data, marks) =
             batch.into_columns();
         let input = types::EventBatch {
@@ -1009,7 +1026,8 @@ impl Operator for WasmOperator {
         };
         // The marks go into the call's scope (for `current-watermark`) and come back.
         let mut marks = marks;
-        let output = self.run_process(&input, None, &mut marks)?;
+        let output =
+            self.run_process(&input, None, headers.as_ref().map(|h| (h, 0)), &mut marks)?;
         if let Some(last) = marks.last()
             && let Some(hs) = self.live_state()
         {

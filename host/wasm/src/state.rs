@@ -16,7 +16,7 @@
 
 use crate::bindings::sluice::operator::{keyed_state, timers, types};
 use crate::operator::HostState;
-use sluice_core::batch::WatermarkMark;
+use sluice_core::batch::{Headers, WatermarkMark};
 use sluice_core::state::{KeyedStateStore, StateDescriptor, StateId, StateKind, TimeDomain};
 use std::sync::Arc;
 use types::{StateError, StateErrorCode};
@@ -51,6 +51,12 @@ pub(crate) struct Scope {
     pub(crate) batch: Option<Arc<types::EventBatch>>,
     /// `on-timers`: the timers being delivered.
     pub(crate) timers: Option<Arc<types::TimerBatch>>,
+    /// `process`: the headers column of the batch the call's rows come from, if it has
+    /// one, and the index in it of the call's row 0 (a keyed batch is passed in
+    /// segments).
+    pub(crate) headers: Option<Arc<Headers>>,
+    /// See `headers`.
+    pub(crate) headers_base: u32,
 }
 
 impl Scope {
@@ -64,6 +70,8 @@ impl Scope {
             base_watermark: i64::MIN,
             batch: None,
             timers: None,
+            headers: None,
+            headers_base: 0,
         }
     }
 }
