@@ -112,6 +112,44 @@ impl Broker {
             .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
     }
 
+    /// Grows topic `name` to `partitions` partitions, as a `CreatePartitions` request
+    /// would. Tansu 0.6.0 does not serve that request (librdkafka's admin client gets
+    /// `UnsupportedFeature`), so for a broker of this guard the new partitions are added
+    /// to its SQLite storage, where Tansu reads topic metadata from on every request,
+    /// in the rows its own `CreateTopics` writes (`topic.partitions`, `topition`,
+    /// `watermark`), with Python's `sqlite3`. An external broker gets the admin request.
+    /// Panics on failure.
+    pub fn add_partitions(&self, name: &str, partitions: i32) {
+        if self.external.is_some() {
+            return sluice_kafka::admin::add_partitions(
+                &self.bootstrap(),
+                name,
+                partitions as usize,
+            )
+            .unwrap_or_else(|e| panic!("adding partitions to {name}: {e}"));
+        }
+        let script = r#"
+import sqlite3, sys
+topic, n = sys.argv[1], int(sys.argv[2])
+db = sqlite3.connect("tansu.db", timeout=30)
+with db:
+    (tid, old) = db.execute("select id, partitions from topic where name = ?", (topic,)).fetchone()
+    for p in range(old, n):
+        db.execute("insert into topition (topic, partition) values (?, ?)", (tid, p))
+        db.execute(
+            "insert into watermark (topition) select id from topition where topic = ? and partition = ?",
+            (tid, p),
+        )
+    db.execute("update topic set partitions = ? where id = ?", (n, tid))
+"#;
+        let status = Command::new("python3")
+            .current_dir(self.dir.path())
+            .args(["-c", script, name, &partitions.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("adding partitions needs python3: {e}"));
+        assert!(status.success(), "adding partitions to {name}: {status}");
+    }
+
     fn log(&self) -> PathBuf {
         self.dir.path().join("tansu.log")
     }

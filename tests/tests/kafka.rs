@@ -1,6 +1,7 @@
 //! The Kafka source and sink against a real broker (Tansu on loopback, one per test):
 //! the source's partition assignment, bounded reading, restore from checkpointed offsets,
-//! start positions and event time from a field; the sink's key-hash and fixed
+//! start positions, event time from a field, record headers, and a partition added while
+//! it runs; the sink's key-hash and fixed
 //! partitioning; the exactly-once sink across crashes at each point of its two-phase
 //! commit, and aborted transactions hidden from `read_committed` readers (these two need
 //! a broker that serves `EndTxn`, which Tansu 0.6.0 does not: ignored, run with
@@ -492,4 +493,45 @@ fn the_source_passes_record_headers_with_their_events() {
     }
     let expected: Vec<_> = (0..30).map(|i| (format!("v{i}"), want(i))).collect();
     assert_eq!(got, expected);
+}
+
+#[test]
+fn a_partition_added_while_the_source_runs_is_picked_up() {
+    let broker = Broker::start();
+    let topic = &broker.unique("grow");
+    broker.create_topic(topic, 1);
+    // A producer per call: a new one knows the partitions added since.
+    let produce = |partition: i32, from: u32, to: u32| {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .create()
+            .unwrap();
+        for (v, k, t) in records(from, to) {
+            let record = BaseRecord::to(topic)
+                .partition(partition)
+                .key(&k)
+                .payload(&v)
+                .timestamp(t);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    produce(0, 0, 20);
+    let source = sluice_kafka::source_factory(
+        &serde_json::json!({"brokers": broker.bootstrap(), "topic": topic, "discovery_interval": "200ms"}),
+        "sources[0]",
+    )
+    .unwrap();
+    let mut reader = source.create_reader(0, 1).unwrap();
+    let mut got = drain(reader.as_mut(), Some(20));
+    assert_eq!(sorted(got.clone()), sorted(records(0, 20)));
+    broker.add_partitions(topic, 2);
+    produce(1, 20, 40);
+    got.extend(drain(reader.as_mut(), Some(20)));
+    assert_eq!(sorted(got), sorted(records(0, 40)));
+    assert_eq!(
+        reader.splits_changed().map(|s| s.len()),
+        Some(2),
+        "the new partition is a split of its own (its own watermark)"
+    );
 }
