@@ -10,6 +10,10 @@
 //
 // Types: sluice.d.ts. Times are BigInt ms since the epoch; keys and values Uint8Array.
 
+import * as keyedState from "sluice:operator/keyed-state@0.2.0";
+import * as timers from "sluice:operator/timers@0.2.0";
+import { headers as witHeaders } from "sluice:operator/event-headers@0.2.0";
+
 /** A typed error returned to the host: code `invalid-config`, `invalid-input`,
  * `internal` or `state`. */
 export class OperatorError extends Error {
@@ -22,9 +26,53 @@ export class OperatorError extends Error {
   }
 }
 
+/** Calls a host import that returns `result<_, state-error>`: its error (thrown by the
+ * bindings, the error value as `payload`) becomes a `state` OperatorError. */
+function call(f, ...args) {
+  try {
+    return f(...args);
+  } catch (e) {
+    const err = e && e.payload !== undefined ? e.payload : e;
+    if (err && typeof err.code === "string" && typeof err.message === "string") {
+      throw new OperatorError("state", `${err.code}: ${err.message}`);
+    }
+    throw e;
+  }
+}
+
+/** The number of rows (or timers) the running call may still handle: lowered when a
+ * registered event-time timer is due before later rows (see wit/operator.wit). */
+let limit = 0;
+
+/** The clock a timer follows. */
+export const TimeDomain = Object.freeze({ EVENT_TIME: "event-time", PROCESSING_TIME: "processing-time" });
+
+/** Something whose row scopes keyed state and timers to a key (an event or a timer). */
+class Scoped {
+  /** Registers a timer for this key at `time` ms (once per key, domain and time). */
+  registerTimer(time, domain = TimeDomain.EVENT_TIME) {
+    limit = Math.min(limit, call(timers.registerTimer, this.row, domain, BigInt(time)));
+  }
+  /** Deletes this key's timer at `time` ms, if registered. */
+  deleteTimer(time, domain = TimeDomain.EVENT_TIME) {
+    limit = Math.min(limit, call(timers.deleteTimer, this.row, domain, BigInt(time)));
+  }
+  /** The watermark this row meets (BigInt ms; -2n**63n before any). */
+  currentWatermark() {
+    return call(timers.currentWatermark, this.row);
+  }
+}
+
+/** The host's processing time (BigInt ms since the epoch), the clock of processing-time
+ * timers and state time-to-live. */
+export function processingTime() {
+  return timers.processingTime();
+}
+
 /** One input event: `timestamp` (BigInt ms), `key` and `value` (Uint8Array). */
-export class Event {
+export class Event extends Scoped {
   constructor(timestamp, key, value, row) {
+    super();
     this.timestamp = timestamp;
     this.key = key;
     this.value = value;
@@ -34,6 +82,79 @@ export class Event {
   packed() {
     return new PackedReader(this.value);
   }
+  /** The event's headers (a Kafka record's) as `[name, value]` pairs in record order
+   * (`value` undefined for a null value); empty when it has none. Asks the host. */
+  headers() {
+    return call(witHeaders, this.row).map((h) => [h.name, h.value]);
+  }
+}
+
+/** A due timer: `time` (BigInt ms), `key` (Uint8Array), `domain`. */
+export class Timer extends Scoped {
+  constructor(time, key, domain, row) {
+    super();
+    this.time = time;
+    this.key = key;
+    this.domain = domain;
+    this.row = row;
+  }
+}
+
+function declare(name, kind, ttlMs) {
+  return call(keyedState.declare, name, kind, ttlMs === undefined ? undefined : BigInt(ttlMs));
+}
+
+function items(list) {
+  const { offsets, data } = list;
+  const out = [];
+  for (let i = 0; i + 1 < offsets.length; i++) out.push(data.subarray(offsets[i], offsets[i + 1]));
+  return out;
+}
+
+function byteList(values) {
+  const bs = values.map(bytes);
+  const offsets = new Uint32Array(bs.length + 1);
+  let n = 0;
+  bs.forEach((b, i) => { n += b.length; offsets[i + 1] = n; });
+  const data = new Uint8Array(n);
+  bs.forEach((b, i) => data.set(b, offsets[i]));
+  return { offsets, data };
+}
+
+/** One value (bytes) per key (Flink's ValueState); `ttlMs`: values expire that long
+ * after they were written. Declare states in `init`. */
+export class ValueState {
+  constructor(name, ttlMs) { this.handle = declare(name, "value", ttlMs); }
+  /** The key's value (Uint8Array), or undefined. */
+  get(ctx) { return call(keyedState.valueGet, ctx.row, this.handle); }
+  set(ctx, value) { call(keyedState.valueSet, ctx.row, this.handle, bytes(value)); }
+  clear(ctx) { call(keyedState.clear, ctx.row, this.handle); }
+}
+
+/** A map of bytes to bytes per key (Flink's MapState), entries in byte order of keys. */
+export class MapState {
+  constructor(name, ttlMs) { this.handle = declare(name, "map", ttlMs); }
+  get(ctx, key) { return call(keyedState.mapGet, ctx.row, this.handle, bytes(key)); }
+  put(ctx, key, value) { call(keyedState.mapPut, ctx.row, this.handle, bytes(key), bytes(value)); }
+  remove(ctx, key) { call(keyedState.mapRemove, ctx.row, this.handle, bytes(key)); }
+  /** The entries as `[key, value]` pairs of Uint8Array, in byte order of keys. */
+  entries(ctx) {
+    const m = call(keyedState.mapEntries, ctx.row, this.handle);
+    const keys = items({ offsets: m.keyOffsets, data: m.keyData });
+    const values = items({ offsets: m.valueOffsets, data: m.valueData });
+    return keys.map((k, i) => [k, values[i]]);
+  }
+  keys(ctx) { return items(call(keyedState.mapKeys, ctx.row, this.handle)); }
+  clear(ctx) { call(keyedState.clear, ctx.row, this.handle); }
+}
+
+/** A list of bytes per key (Flink's ListState); with `ttlMs`, each element expires alone. */
+export class ListState {
+  constructor(name, ttlMs) { this.handle = declare(name, "list", ttlMs); }
+  get(ctx) { return items(call(keyedState.listGet, ctx.row, this.handle)); }
+  append(ctx, value) { call(keyedState.listAppend, ctx.row, this.handle, bytes(value)); }
+  set(ctx, values) { call(keyedState.listSet, ctx.row, this.handle, byteList(values)); }
+  clear(ctx) { call(keyedState.clear, ctx.row, this.handle); }
 }
 
 /** Output columns, growing by doubling. */
@@ -205,12 +326,14 @@ export class PackedWriter {
   value() { return this.buf.slice(0, this.pos); }
 }
 
-/** Base class of an operator: override `init(config)` and `process(event, out)`. */
+/** Base class of an operator: override `init(config)`, `process(event, out)` and, for
+ * timers, `onTimer(timer, out)`. */
 export class Operator {
   init(_config) {}
   process(_event, _out) {
     throw new Error("an operator overrides process");
   }
+  onTimer(_timer, _out) {}
 }
 
 function toWitError(e) {
@@ -236,8 +359,9 @@ export function exportOperator(cls) {
     process(batch) {
       const out = new Emitter();
       const { timestamps, keyOffsets, keyData, valueOffsets, valueData } = batch;
+      limit = timestamps.length;
       try {
-        for (let row = 0; row < timestamps.length; row++) {
+        for (let row = 0; row < limit; row++) {
           out.origin = row;
           op.process(
             new Event(
@@ -254,8 +378,19 @@ export function exportOperator(cls) {
       }
       return out.toWit();
     },
-    onTimers(_timers) {
-      throw { code: "internal", message: "timers are not supported by the JavaScript SDK yet" };
+    onTimers(batch) {
+      const out = new Emitter();
+      const { domain, times, keyOffsets, keyData } = batch;
+      limit = times.length;
+      try {
+        for (let row = 0; row < limit; row++) {
+          out.origin = row;
+          op.onTimer(new Timer(times[row], keyData.subarray(keyOffsets[row], keyOffsets[row + 1]), domain, row), out);
+        }
+      } catch (e) {
+        throw toWitError(e);
+      }
+      return out.toWit();
     },
   };
 }

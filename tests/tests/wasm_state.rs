@@ -22,6 +22,25 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use plugins::{config, load, returned};
 
+/// `#[test]`s that run `$check` on plugin `$plugin` (Rust) and its Python and
+/// TypeScript twins, `$plugin-py` and `$plugin-ts`.
+macro_rules! sdk_twins {
+    ($check:ident, $plugin:literal: $rust:ident, $python:ident, $typescript:ident) => {
+        #[test]
+        fn $rust() {
+            $check($plugin);
+        }
+        #[test]
+        fn $python() {
+            $check(concat!($plugin, "-py"));
+        }
+        #[test]
+        fn $typescript() {
+            $check(concat!($plugin, "-ts"));
+        }
+    };
+}
+
 fn ctx(id: &str) -> OperatorContext {
     OperatorContext {
         operator_id: id.to_string(),
@@ -67,12 +86,18 @@ fn operator(
     keyed: Option<KeyedStateStore>,
     clock: &TestClock,
 ) -> Result<WasmOperator, OperatorError> {
-    // `<name>-py`: the Python twin of plugin `<name>` (built with the Python SDK).
-    let component = match name.strip_suffix("-py") {
-        Some(_) => plugins::runtime()
+    // `<name>-py`, `<name>-ts`: the Python and TypeScript twins of plugin `<name>`
+    // (built with their SDKs).
+    let component = if name.ends_with("-py") {
+        plugins::runtime()
             .load_component(plugins::python_wasm(name))
-            .unwrap(),
-        None => load(name),
+            .unwrap()
+    } else if name.ends_with("-ts") {
+        plugins::runtime()
+            .load_component(plugins::js_wasm(name))
+            .unwrap()
+    } else {
+        load(name)
     };
     let mut op = WasmOperator::new(&component, config(cfg), Limits::default());
     op.initialize_state(state_context(keyed, clock))?;
@@ -174,16 +199,12 @@ fn check_steps(op: &mut WasmOperator, ts: i64, steps: &[(&str, &str, &str)]) {
     assert_eq!(run(op, &rows), want);
 }
 
-#[test]
-fn value_map_and_list_state_are_per_key_and_survive_batches() {
-    value_map_and_list_state_are_per_key_and_survive_batches_with("test-state");
-}
-
-/// The same with the Python SDK's twin of the plugin.
-#[test]
-fn value_map_and_list_state_are_per_key_and_survive_batches_python() {
-    value_map_and_list_state_are_per_key_and_survive_batches_with("test-state-py");
-}
+sdk_twins!(
+    value_map_and_list_state_are_per_key_and_survive_batches_with,
+    "test-state": value_map_and_list_state_are_per_key_and_survive_batches,
+    value_map_and_list_state_are_per_key_and_survive_batches_python,
+    value_map_and_list_state_are_per_key_and_survive_batches_typescript
+);
 
 fn value_map_and_list_state_are_per_key_and_survive_batches_with(plugin: &str) {
     let clock = TestClock::default();
@@ -248,16 +269,12 @@ fn entries(store: &mut KeyedStateStore) -> usize {
     n
 }
 
-#[test]
-fn ttl_expired_state_is_invisible_and_cleaned_up() {
-    ttl_expired_state_is_invisible_and_cleaned_up_with("test-state");
-}
-
-/// The same with the Python SDK's twin of the plugin.
-#[test]
-fn ttl_expired_state_is_invisible_and_cleaned_up_python() {
-    ttl_expired_state_is_invisible_and_cleaned_up_with("test-state-py");
-}
+sdk_twins!(
+    ttl_expired_state_is_invisible_and_cleaned_up_with,
+    "test-state": ttl_expired_state_is_invisible_and_cleaned_up,
+    ttl_expired_state_is_invisible_and_cleaned_up_python,
+    ttl_expired_state_is_invisible_and_cleaned_up_typescript
+);
 
 fn ttl_expired_state_is_invisible_and_cleaned_up_with(plugin: &str) {
     let clock = TestClock::default();
@@ -293,16 +310,12 @@ fn ttl_expired_state_is_invisible_and_cleaned_up_with(plugin: &str) {
     assert_eq!(after, 0, "{before} entries before, {after} after");
 }
 
-#[test]
-fn event_time_timers_fire_once_each_in_order_of_time_then_key() {
-    event_time_timers_fire_once_each_in_order_of_time_then_key_with("test-state");
-}
-
-/// The same with the Python SDK's twin of the plugin.
-#[test]
-fn event_time_timers_fire_once_each_in_order_of_time_then_key_python() {
-    event_time_timers_fire_once_each_in_order_of_time_then_key_with("test-state-py");
-}
+sdk_twins!(
+    event_time_timers_fire_once_each_in_order_of_time_then_key_with,
+    "test-state": event_time_timers_fire_once_each_in_order_of_time_then_key,
+    event_time_timers_fire_once_each_in_order_of_time_then_key_python,
+    event_time_timers_fire_once_each_in_order_of_time_then_key_typescript
+);
 
 fn event_time_timers_fire_once_each_in_order_of_time_then_key_with(plugin: &str) {
     let clock = TestClock::default();
@@ -352,16 +365,12 @@ fn event_time_timers_fire_once_each_in_order_of_time_then_key_with(plugin: &str)
     assert_eq!(op.keyed_state().unwrap().timer_count(), 0);
 }
 
-#[test]
-fn timers_registered_and_deleted_while_timers_fire_keep_flinks_order() {
-    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with("test-state");
-}
-
-/// The same with the Python SDK's twin of the plugin.
-#[test]
-fn timers_registered_and_deleted_while_timers_fire_keep_flinks_order_python() {
-    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with("test-state-py");
-}
+sdk_twins!(
+    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with,
+    "test-state": timers_registered_and_deleted_while_timers_fire_keep_flinks_order,
+    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_python,
+    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_typescript
+);
 
 fn timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with(plugin: &str) {
     let clock = TestClock::default();
@@ -403,16 +412,12 @@ fn timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with(plugin
     assert_eq!(out.0, [Item::Wm(i64::MAX)]);
 }
 
-#[test]
-fn timers_fire_between_rows_where_the_watermark_passes_them() {
-    timers_fire_between_rows_where_the_watermark_passes_them_with("test-state");
-}
-
-/// The same with the Python SDK's twin of the plugin.
-#[test]
-fn timers_fire_between_rows_where_the_watermark_passes_them_python() {
-    timers_fire_between_rows_where_the_watermark_passes_them_with("test-state-py");
-}
+sdk_twins!(
+    timers_fire_between_rows_where_the_watermark_passes_them_with,
+    "test-state": timers_fire_between_rows_where_the_watermark_passes_them,
+    timers_fire_between_rows_where_the_watermark_passes_them_python,
+    timers_fire_between_rows_where_the_watermark_passes_them_typescript
+);
 
 fn timers_fire_between_rows_where_the_watermark_passes_them_with(plugin: &str) {
     let rows = [
@@ -465,16 +470,12 @@ fn timers_fire_between_rows_where_the_watermark_passes_them_with(plugin: &str) {
     }
 }
 
-#[test]
-fn processing_time_timers_fire_when_the_clock_reaches_them() {
-    processing_time_timers_fire_when_the_clock_reaches_them_with("test-state");
-}
-
-/// The same with the Python SDK's twin of the plugin.
-#[test]
-fn processing_time_timers_fire_when_the_clock_reaches_them_python() {
-    processing_time_timers_fire_when_the_clock_reaches_them_with("test-state-py");
-}
+sdk_twins!(
+    processing_time_timers_fire_when_the_clock_reaches_them_with,
+    "test-state": processing_time_timers_fire_when_the_clock_reaches_them,
+    processing_time_timers_fire_when_the_clock_reaches_them_python,
+    processing_time_timers_fire_when_the_clock_reaches_them_typescript
+);
 
 fn processing_time_timers_fire_when_the_clock_reaches_them_with(plugin: &str) {
     let clock = TestClock::default();
@@ -1064,15 +1065,12 @@ fn headers_batch() -> Batch {
     b
 }
 
-#[test]
-fn operators_read_each_events_headers() {
-    operators_read_each_events_headers_with("test-headers");
-}
-
-#[test]
-fn operators_read_each_events_headers_python() {
-    operators_read_each_events_headers_with("test-headers-py");
-}
+sdk_twins!(
+    operators_read_each_events_headers_with,
+    "test-headers": operators_read_each_events_headers,
+    operators_read_each_events_headers_python,
+    operators_read_each_events_headers_typescript
+);
 
 fn operators_read_each_events_headers_with(plugin: &str) {
     let clock = TestClock::default();
@@ -1085,15 +1083,12 @@ fn operators_read_each_events_headers_with(plugin: &str) {
     assert_eq!(run(&mut op, &[E(1, "k", "v"), E(2, "k", "v")]), ["", ""]);
 }
 
-#[test]
-fn headers_stay_with_their_rows_when_timers_split_a_keyed_batch() {
-    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_with("test-headers");
-}
-
-#[test]
-fn headers_stay_with_their_rows_when_timers_split_a_keyed_batch_python() {
-    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_with("test-headers-py");
-}
+sdk_twins!(
+    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_with,
+    "test-headers": headers_stay_with_their_rows_when_timers_split_a_keyed_batch,
+    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_python,
+    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_typescript
+);
 
 fn headers_stay_with_their_rows_when_timers_split_a_keyed_batch_with(plugin: &str) {
     // Every event registers an event-time timer at its time, so each watermark mark

@@ -246,6 +246,8 @@ pub fn build(dir: &Path, lang: Option<Lang>, out: Option<&Path>) -> Result<PathB
                 Command::new(node_tool("esbuild")?)
                     .arg(&source)
                     .args(["--bundle", "--format=esm", "--log-level=warning"])
+                    // The WIT imports (keyed state, timers, headers) are the component's.
+                    .arg("--external:sluice:*")
                     .arg(format!(
                         "--alias:sluice={}",
                         support.path().join("sluice.js").display()
