@@ -71,19 +71,33 @@ class _Scoped:
 
 
 class Event(_Scoped):
-    """One input event: `timestamp` (ms since the epoch), `key` and `value` (bytes)."""
+    """One input event: `timestamp` (ms since the epoch), `key` and `value` (bytes).
 
-    __slots__ = ("timestamp", "key", "value", "row")
+    `key` and `value` are cut from the batch's columns when first read, and `packed()`
+    reads the value in place: an operator pays only for what it touches."""
 
-    def __init__(self, timestamp: int, key: bytes, value: bytes, row: int):
+    __slots__ = ("timestamp", "row", "_cols")
+
+    def __init__(self, timestamp: int, row: int, cols):
         self.timestamp = timestamp
-        self.key = key
-        self.value = value
         self.row = row
+        # (key_offsets, key_data, value_offsets, value_data) of the batch.
+        self._cols = cols
+
+    @property
+    def key(self) -> bytes:
+        ko, kd = self._cols[0], self._cols[1]
+        return kd[ko[self.row] : ko[self.row + 1]]
+
+    @property
+    def value(self) -> bytes:
+        vo, vd = self._cols[2], self._cols[3]
+        return vd[vo[self.row] : vo[self.row + 1]]
 
     def packed(self) -> PackedReader:
-        """A reader of the value's packed fields."""
-        return PackedReader(self.value)
+        """A reader of the value's packed fields (reading in place, no copy)."""
+        vo = self._cols[2]
+        return PackedReader(self._cols[3], vo[self.row], vo[self.row + 1])
 
     def headers(self) -> List[Tuple[str, Optional[bytes]]]:
         """The event's headers (a Kafka record's) as `(name, value)` pairs in record
@@ -252,8 +266,7 @@ def export(cls):
         def process(self, batch):
             out = Emitter()
             ts = batch.timestamps
-            ko, kd = batch.key_offsets, batch.key_data
-            vo, vd = batch.value_offsets, batch.value_data
+            cols = (batch.key_offsets, batch.key_data, batch.value_offsets, batch.value_data)
             n = len(ts)
             _limit.value = n
             process = state["op"].process
@@ -261,10 +274,7 @@ def export(cls):
                 row = 0
                 while row < _limit.value:
                     out._origin = row
-                    process(
-                        Event(ts[row], kd[ko[row] : ko[row + 1]], vd[vo[row] : vo[row + 1]], row),
-                        out,
-                    )
+                    process(Event(ts[row], row, cols), out)
                     row += 1
             except BaseException as e:  # noqa: BLE001
                 raise _as_wit_error(e) from None

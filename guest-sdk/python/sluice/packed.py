@@ -5,6 +5,7 @@
 """
 
 import struct
+from typing import Optional
 
 _I32 = struct.Struct("<i")
 _I64 = struct.Struct("<q")
@@ -17,27 +18,34 @@ class PackedError(ValueError):
 
 
 class PackedReader:
-    """Reads the fields of one packed value in order."""
+    """Reads the fields of one packed value in order: `value`, or the bytes
+    `value[start:end]` of a larger buffer (the SDK passes the batch's value column, so
+    reading a field copies nothing but the field)."""
 
-    __slots__ = ("_buf", "_pos")
+    __slots__ = ("_buf", "_pos", "_start", "_end")
 
-    def __init__(self, value: bytes):
+    def __init__(self, value: bytes, start: int = 0, end: Optional[int] = None):
         self._buf = value
-        self._pos = 0
+        self._pos = self._start = start
+        self._end = len(value) if end is None else end
+
+    def _short(self, what: str) -> PackedError:
+        return PackedError(
+            f"packed value too short: {what} at byte {self._pos - self._start} "
+            f"of {self._end - self._start}"
+        )
 
     def _take(self, s: struct.Struct, what: str):
-        try:
-            (v,) = s.unpack_from(self._buf, self._pos)
-        except struct.error:
-            raise PackedError(
-                f"packed value too short: {what} at byte {self._pos} of {len(self._buf)}"
-            ) from None
-        self._pos += s.size
-        return v
+        pos = self._pos
+        end = pos + s.size
+        if end > self._end:
+            raise self._short(what)
+        self._pos = end
+        return s.unpack_from(self._buf, pos)[0]
 
     def bool(self) -> bool:
-        if self._pos >= len(self._buf):
-            raise PackedError(f"packed value too short: bool at byte {self._pos}")
+        if self._pos >= self._end:
+            raise self._short("bool")
         v = self._buf[self._pos]
         self._pos += 1
         return v != 0
@@ -54,16 +62,14 @@ class PackedReader:
     def bytes(self) -> bytes:
         n = self._take(_U32, "length")
         end = self._pos + n
-        if end > len(self._buf):
-            raise PackedError(
-                f"packed value too short: {n} bytes at byte {self._pos} of {len(self._buf)}"
-            )
+        if end > self._end:
+            raise self._short(f"{n} bytes")
         v = self._buf[self._pos:end]
         self._pos = end
         return bytes(v)
 
     def str(self) -> str:
-        at = self._pos
+        at = self._pos - self._start
         try:
             return self.bytes().decode("utf-8")
         except UnicodeDecodeError as e:
