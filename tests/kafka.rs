@@ -94,10 +94,13 @@ impl Broker {
     /// `name`, made unique to this process and moment for an external broker (whose
     /// topics outlive the test); `name` itself for a broker of this guard.
     pub fn unique(&self, name: &str) -> String {
+        // Tests of one process run at the same moment: a counter keeps them apart.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         match &self.external {
             Some(_) => format!(
-                "{name}-{}-{}",
+                "{name}-{}-{}-{}",
                 std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis())

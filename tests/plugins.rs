@@ -159,3 +159,8 @@ pub fn python_wasm(name: &str) -> PathBuf {
 pub fn js_wasm(name: &str) -> PathBuf {
     guest_wasm(name, "js")
 }
+
+/// The C plugin `plugins/<name>`, built (see [`guest_wasm`]).
+pub fn c_wasm(name: &str) -> PathBuf {
+    guest_wasm(name, "c")
+}

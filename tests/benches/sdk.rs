@@ -1,4 +1,4 @@
-//! The guest SDKs compared: for Rust, Python and TypeScript, the component's size, the
+//! The guest SDKs compared: for Rust, Python, TypeScript and C, the component's size, the
 //! cold start (compiling the component, no cache), loading it compiled from the on-disk
 //! cache, instantiating and `init`, and ns per event at batch 1024 for the identity
 //! operator and the flights operator. Every operator's output is checked (identity
@@ -145,7 +145,7 @@ fn measure(
 
 fn main() {
     let rows = flights::read_rows(&flights::dataset(), Some(BATCH), None);
-    let langs: [(&str, PathBuf, PathBuf); 3] = [
+    let langs: [(&str, PathBuf, PathBuf); 4] = [
         (
             "Rust",
             plugins::wasm("identity"),
@@ -160,6 +160,11 @@ fn main() {
             "TypeScript",
             plugins::js_wasm("identity-ts"),
             plugins::js_wasm("flight-delays-ts"),
+        ),
+        (
+            "C",
+            plugins::c_wasm("identity-c"),
+            plugins::c_wasm("flight-delays-c"),
         ),
     ];
     let results: Vec<Row> = langs

@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use plugins::{config, load, returned};
 
-/// `#[test]`s that run `$check` on plugin `$plugin` (Rust) and its Python and
-/// TypeScript twins, `$plugin-py` and `$plugin-ts`.
+/// `#[test]`s that run `$check` on plugin `$plugin` (Rust) and its Python, TypeScript
+/// and C twins, `$plugin-py`, `$plugin-ts` and `$plugin-c`.
 macro_rules! sdk_twins {
-    ($check:ident, $plugin:literal: $rust:ident, $python:ident, $typescript:ident) => {
+    ($check:ident, $plugin:literal: $rust:ident, $python:ident, $typescript:ident, $c:ident) => {
         #[test]
         fn $rust() {
             $check($plugin);
@@ -37,6 +37,10 @@ macro_rules! sdk_twins {
         #[test]
         fn $typescript() {
             $check(concat!($plugin, "-ts"));
+        }
+        #[test]
+        fn $c() {
+            $check(concat!($plugin, "-c"));
         }
     };
 }
@@ -86,8 +90,8 @@ fn operator(
     keyed: Option<KeyedStateStore>,
     clock: &TestClock,
 ) -> Result<WasmOperator, OperatorError> {
-    // `<name>-py`, `<name>-ts`: the Python and TypeScript twins of plugin `<name>`
-    // (built with their SDKs).
+    // `<name>-py`, `<name>-ts`, `<name>-c`: the Python, TypeScript and C twins of plugin
+    // `<name>` (built with their SDKs).
     let component = if name.ends_with("-py") {
         plugins::runtime()
             .load_component(plugins::python_wasm(name))
@@ -95,6 +99,10 @@ fn operator(
     } else if name.ends_with("-ts") {
         plugins::runtime()
             .load_component(plugins::js_wasm(name))
+            .unwrap()
+    } else if name.ends_with("-c") {
+        plugins::runtime()
+            .load_component(plugins::c_wasm(name))
             .unwrap()
     } else {
         load(name)
@@ -203,7 +211,8 @@ sdk_twins!(
     value_map_and_list_state_are_per_key_and_survive_batches_with,
     "test-state": value_map_and_list_state_are_per_key_and_survive_batches,
     value_map_and_list_state_are_per_key_and_survive_batches_python,
-    value_map_and_list_state_are_per_key_and_survive_batches_typescript
+    value_map_and_list_state_are_per_key_and_survive_batches_typescript,
+    value_map_and_list_state_are_per_key_and_survive_batches_c
 );
 
 fn value_map_and_list_state_are_per_key_and_survive_batches_with(plugin: &str) {
@@ -273,7 +282,8 @@ sdk_twins!(
     ttl_expired_state_is_invisible_and_cleaned_up_with,
     "test-state": ttl_expired_state_is_invisible_and_cleaned_up,
     ttl_expired_state_is_invisible_and_cleaned_up_python,
-    ttl_expired_state_is_invisible_and_cleaned_up_typescript
+    ttl_expired_state_is_invisible_and_cleaned_up_typescript,
+    ttl_expired_state_is_invisible_and_cleaned_up_c
 );
 
 fn ttl_expired_state_is_invisible_and_cleaned_up_with(plugin: &str) {
@@ -314,7 +324,8 @@ sdk_twins!(
     event_time_timers_fire_once_each_in_order_of_time_then_key_with,
     "test-state": event_time_timers_fire_once_each_in_order_of_time_then_key,
     event_time_timers_fire_once_each_in_order_of_time_then_key_python,
-    event_time_timers_fire_once_each_in_order_of_time_then_key_typescript
+    event_time_timers_fire_once_each_in_order_of_time_then_key_typescript,
+    event_time_timers_fire_once_each_in_order_of_time_then_key_c
 );
 
 fn event_time_timers_fire_once_each_in_order_of_time_then_key_with(plugin: &str) {
@@ -369,7 +380,8 @@ sdk_twins!(
     timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with,
     "test-state": timers_registered_and_deleted_while_timers_fire_keep_flinks_order,
     timers_registered_and_deleted_while_timers_fire_keep_flinks_order_python,
-    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_typescript
+    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_typescript,
+    timers_registered_and_deleted_while_timers_fire_keep_flinks_order_c
 );
 
 fn timers_registered_and_deleted_while_timers_fire_keep_flinks_order_with(plugin: &str) {
@@ -416,7 +428,8 @@ sdk_twins!(
     timers_fire_between_rows_where_the_watermark_passes_them_with,
     "test-state": timers_fire_between_rows_where_the_watermark_passes_them,
     timers_fire_between_rows_where_the_watermark_passes_them_python,
-    timers_fire_between_rows_where_the_watermark_passes_them_typescript
+    timers_fire_between_rows_where_the_watermark_passes_them_typescript,
+    timers_fire_between_rows_where_the_watermark_passes_them_c
 );
 
 fn timers_fire_between_rows_where_the_watermark_passes_them_with(plugin: &str) {
@@ -474,7 +487,8 @@ sdk_twins!(
     processing_time_timers_fire_when_the_clock_reaches_them_with,
     "test-state": processing_time_timers_fire_when_the_clock_reaches_them,
     processing_time_timers_fire_when_the_clock_reaches_them_python,
-    processing_time_timers_fire_when_the_clock_reaches_them_typescript
+    processing_time_timers_fire_when_the_clock_reaches_them_typescript,
+    processing_time_timers_fire_when_the_clock_reaches_them_c
 );
 
 fn processing_time_timers_fire_when_the_clock_reaches_them_with(plugin: &str) {
@@ -1069,7 +1083,8 @@ sdk_twins!(
     operators_read_each_events_headers_with,
     "test-headers": operators_read_each_events_headers,
     operators_read_each_events_headers_python,
-    operators_read_each_events_headers_typescript
+    operators_read_each_events_headers_typescript,
+    operators_read_each_events_headers_c
 );
 
 fn operators_read_each_events_headers_with(plugin: &str) {
@@ -1087,7 +1102,8 @@ sdk_twins!(
     headers_stay_with_their_rows_when_timers_split_a_keyed_batch_with,
     "test-headers": headers_stay_with_their_rows_when_timers_split_a_keyed_batch,
     headers_stay_with_their_rows_when_timers_split_a_keyed_batch_python,
-    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_typescript
+    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_typescript,
+    headers_stay_with_their_rows_when_timers_split_a_keyed_batch_c
 );
 
 fn headers_stay_with_their_rows_when_timers_split_a_keyed_batch_with(plugin: &str) {

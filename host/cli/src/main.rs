@@ -85,14 +85,14 @@ cache ($SLUICE_CACHE_DIR, else ~/.cache/sluice) and checked against the spec's s
         /// The job's spec (for its name).
         spec: PathBuf,
     },
-    /// Build an operator folder into a WebAssembly component (Rust, Python, TypeScript/JavaScript).
+    /// Build an operator folder into a WebAssembly component (Rust, Python, TypeScript/JavaScript, C).
     #[command(
-        long_about = "Build the operator in a folder into a WebAssembly component with its language's toolchain: Rust (Cargo.toml; cargo, target wasm32-wasip2), Python (app.py; componentize-py), TypeScript or JavaScript (app.ts / app.js; esbuild and componentize-js). The language is detected from the files unless --lang says it. Prints the component's path.\n\nExample:\n  sluice build plugins/flight-delays-py"
+        long_about = "Build the operator in a folder into a WebAssembly component with its language's toolchain: Rust (Cargo.toml; cargo, target wasm32-wasip2), Python (app.py; componentize-py), TypeScript or JavaScript (app.ts / app.js; esbuild and componentize-js), C (app.c; clang for wasm32-wasi with wasi-libc). The language is detected from the files unless --lang says it. Prints the component's path.\n\nExample:\n  sluice build plugins/flight-delays-py"
     )]
     Build {
         /// The operator's folder.
         dir: PathBuf,
-        /// rust, python, typescript or javascript (default: detected).
+        /// rust, python, typescript, javascript or c (default: detected).
         #[arg(long)]
         lang: Option<String>,
         /// Where to write the component (default: <dir>/<folder name>.wasm; Rust: cargo's target folder).

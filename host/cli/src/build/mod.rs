@@ -6,9 +6,12 @@
 //! | Rust | `Cargo.toml` | `cargo build --release --target wasm32-wasip2` |
 //! | Python | `app.py` | componentize-py (PyPI), with the Python SDK |
 //! | TypeScript / JavaScript | `app.ts` / `app.js` | esbuild and componentize-js (npm), with the JavaScript SDK |
+//! | C | `app.c` | clang for wasm32-wasi (Debian), with the C SDK ([`c`]) |
 //!
-//! The Python and JavaScript SDKs and the WIT package are built into the `sluice` binary
+//! The Python, JavaScript and C SDKs and the WIT package are built into the `sluice` binary
 //! and written to a temporary folder for the build, so a plugin folder anywhere builds.
+
+mod c;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +25,8 @@ pub enum Lang {
     Python,
     /// TypeScript (`app.ts`) or JavaScript (`app.js`).
     JavaScript,
+    /// C (`app.c` and any other `.c` files of the folder).
+    C,
 }
 
 impl Lang {
@@ -31,8 +36,9 @@ impl Lang {
             "rust" => Ok(Lang::Rust),
             "python" | "py" => Ok(Lang::Python),
             "typescript" | "ts" | "javascript" | "js" => Ok(Lang::JavaScript),
+            "c" => Ok(Lang::C),
             other => Err(format!(
-                "unknown language '{other}' (rust, python, typescript, javascript)"
+                "unknown language '{other}' (rust, python, typescript, javascript, c)"
             )),
         }
     }
@@ -45,35 +51,37 @@ impl Lang {
             Ok(Lang::Python)
         } else if dir.join("app.ts").is_file() || dir.join("app.js").is_file() {
             Ok(Lang::JavaScript)
+        } else if dir.join("app.c").is_file() {
+            Ok(Lang::C)
         } else {
             Err(format!(
-                "{}: no Cargo.toml, app.py, app.ts or app.js: which language is it? (--lang)",
+                "{}: no Cargo.toml, app.py, app.ts, app.js or app.c: which language is it? (--lang)",
                 dir.display()
             ))
         }
     }
 }
 
-const WIT: &str = include_str!("../../../wit/operator.wit");
+const WIT: &str = include_str!("../../../../wit/operator.wit");
 const PYTHON_SDK: [(&str, &str); 4] = [
     (
         "__init__.py",
-        include_str!("../../../guest-sdk/python/sluice/__init__.py"),
+        include_str!("../../../../guest-sdk/python/sluice/__init__.py"),
     ),
     (
         "operator.py",
-        include_str!("../../../guest-sdk/python/sluice/operator.py"),
+        include_str!("../../../../guest-sdk/python/sluice/operator.py"),
     ),
     (
         "packed.py",
-        include_str!("../../../guest-sdk/python/sluice/packed.py"),
+        include_str!("../../../../guest-sdk/python/sluice/packed.py"),
     ),
     (
         "state.py",
-        include_str!("../../../guest-sdk/python/sluice/state.py"),
+        include_str!("../../../../guest-sdk/python/sluice/state.py"),
     ),
 ];
-const JS_SDK: &str = include_str!("../../../guest-sdk/js/sluice.js");
+const JS_SDK: &str = include_str!("../../../../guest-sdk/js/sluice.js");
 
 /// The cache folder of the guest toolchains (`$SLUICE_CACHE_DIR`, else `~/.cache/sluice`).
 fn cache_dir() -> Option<PathBuf> {
@@ -264,6 +272,11 @@ pub fn build(dir: &Path, lang: Option<Lang>, out: Option<&Path>) -> Result<PathB
                     .arg(out),
                 "componentize-js",
             )?;
+            Ok(out.to_path_buf())
+        }
+        Lang::C => {
+            let out = out.unwrap_or(&default_out);
+            c::build(dir, support.path(), out)?;
             Ok(out.to_path_buf())
         }
     }
