@@ -73,7 +73,7 @@ fn exactly_once_sink(broker: &Broker, topic: &str, dir: &std::path::Path) -> Box
 }
 
 #[test]
-#[ignore = "needs Kafka transactions: Tansu 0.6.0 does not serve EndTxn; set SLUICE_KAFKA_BROKERS to a broker that does"]
+#[ignore = "needs a broker with Kafka transactions that hides aborted records (Tansu 0.6.0 serves no EndTxn, nisshi does not hide them; README, Kafka); set SLUICE_KAFKA_BROKERS to one"]
 fn a_crash_after_a_checkpoint_completes_and_before_its_commit_loses_nothing() {
     let broker = Broker::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -123,7 +123,7 @@ fn a_crash_after_a_checkpoint_completes_and_before_its_commit_loses_nothing() {
 }
 
 #[test]
-#[ignore = "needs Kafka transactions: Tansu 0.6.0 does not serve EndTxn; set SLUICE_KAFKA_BROKERS to a broker that does"]
+#[ignore = "needs a broker with Kafka transactions that hides aborted records (Tansu 0.6.0 serves no EndTxn, nisshi does not hide them; README, Kafka); set SLUICE_KAFKA_BROKERS to one"]
 fn a_crash_before_a_checkpoint_completes_discards_its_records_and_aborted_ones_stay_hidden() {
     let broker = Broker::start();
     let tmp = tempfile::tempdir().unwrap();
