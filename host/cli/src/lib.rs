@@ -9,3 +9,4 @@ pub mod control;
 pub mod job;
 pub mod kafka;
 pub mod progress;
+pub mod server;
