@@ -200,10 +200,8 @@ impl Jobs {
         })
     }
 
-    /// A fresh job id for a job called `name`, its folder created.
-    ///
-    /// Errors: the folder cannot be created.
-    pub fn new_id(&self, name: &str) -> Result<String, String> {
+    /// A fresh job id for a job called `name`.
+    pub fn new_id(&self, name: &str) -> String {
         let slug: String = name
             .chars()
             .map(|c| {
@@ -214,17 +212,17 @@ impl Jobs {
                 }
             })
             .collect();
+        let now = chrono::Utc::now();
         loop {
-            let id = format!("{slug}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
-            // Creating the folder reserves the id, also against a concurrent submit.
-            match std::fs::create_dir(self.dir.join(&id)) {
-                Ok(()) => return Ok(id),
-                // Another job got this millisecond: take the next one.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Err(e) => return Err(format!("{}: {e}", self.dir.join(&id).display())),
+            let id = format!("{slug}-{}", now.format("%Y%m%d%H%M%S%3f"));
+            let id = match lock(&self.jobs).contains_key(&id) {
+                false => id,
+                true => format!("{id}-{}", lock(&self.jobs).len()),
+            };
+            if !self.dir.join(&id).exists() {
+                return id;
             }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

@@ -253,7 +253,7 @@ pub async fn submit(
             obj.insert("dir".into(), "state".into());
         }
     }
-    let id = state.jobs.new_id(&name).map_err(ApiError::internal)?;
+    let id = state.jobs.new_id(&name);
     let dir = state.jobs.job_dir(&id);
     let record = JobRecord {
         id,
