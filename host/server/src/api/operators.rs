@@ -129,7 +129,7 @@ async fn read_upload(
 #[utoipa::path(
     post, path = "/v1/operators", tag = "operators",
     params(UploadParams),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component's bytes, sent as application/wasm or application/octet-stream, or as the `file` part of multipart/form-data (with `name` and `version` fields)"),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component (or multipart/form-data with a `file` part)"),
     responses(
         (status = 201, description = "Stored", body = OperatorMeta),
         (status = 200, description = "The same component was stored before under this name and version", body = OperatorMeta),
