@@ -9,4 +9,3 @@ pub mod control;
 pub mod job;
 pub mod kafka;
 pub mod progress;
-pub mod server;

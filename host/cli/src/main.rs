@@ -109,93 +109,6 @@ cache ($SLUICE_CACHE_DIR, else ~/.cache/sluice) and checked against the spec's s
         /// The job spec (YAML or JSON).
         spec: PathBuf,
     },
-    /// Start the HTTP server: the REST API (/v1, OpenAPI at /v1/openapi.json) over an embedded cluster.
-    #[command(
-        long_about = "Start the server: a REST API to upload WebAssembly operators, submit job specs that name them, and stop, savepoint, restart and watch jobs, over the same runtime as `sluice run`. Its operators, jobs and their checkpoints live under --data-dir; a restart of the server starts the jobs that were running again from their latest checkpoint.\n\nIt binds 127.0.0.1 unless told otherwise; any other address needs --token (every request but /healthz must then carry `Authorization: Bearer <token>`).\n\nExample:\n  sluice serve --data-dir ./sluice-data\n  curl -X POST --data-binary @flight_delays.wasm -H 'Content-Type: application/wasm' 'http://127.0.0.1:8081/v1/operators?name=flight-delays&version=1'"
-    )]
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        bind: std::net::SocketAddr,
-        /// The data directory (default: $SLUICE_DATA_DIR, else ~/.local/share/sluice).
-        #[arg(long, env = "SLUICE_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// The bearer token every request but /healthz needs.
-        #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Largest upload or job spec, bytes.
-        #[arg(long, default_value_t = 64 << 20)]
-        max_upload: usize,
-    },
-    /// Operators on a server: upload.
-    Operator {
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(subcommand)]
-        command: OperatorCommand,
-    },
-    /// Jobs on a server: submit, list, stop, savepoint.
-    Job {
-        #[command(flatten)]
-        server: ServerArgs,
-        #[command(subcommand)]
-        command: JobCommand,
-    },
-}
-
-/// Where the server is.
-#[derive(clap::Args)]
-struct ServerArgs {
-    /// The server's URL.
-    #[arg(
-        long,
-        env = "SLUICE_SERVER",
-        default_value = "http://127.0.0.1:8081",
-        global = true
-    )]
-    server: String,
-    /// The server's bearer token.
-    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum OperatorCommand {
-    /// Upload a component (.wasm) as name@version; prints its metadata.
-    Upload {
-        /// The component.
-        file: PathBuf,
-        /// Its name.
-        #[arg(long)]
-        name: String,
-        /// Its version.
-        #[arg(long, default_value = "1")]
-        version: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum JobCommand {
-    /// Submit a job spec (YAML or JSON; each operator named by `operator: <name>@<version>`); prints the job.
-    Submit {
-        /// The job spec.
-        spec: PathBuf,
-    },
-    /// List the jobs.
-    List,
-    /// Stop a job: with --savepoint after a savepoint, otherwise by cancelling it.
-    Stop {
-        /// The job id.
-        id: String,
-        /// Take a savepoint first.
-        #[arg(long)]
-        savepoint: bool,
-    },
-    /// Take a savepoint of a running job; prints its folder.
-    Savepoint {
-        /// The job id.
-        id: String,
-    },
 }
 
 #[derive(Subcommand)]
@@ -262,37 +175,6 @@ fn run(cli: Cli) -> Result<()> {
         println!("{folder}");
         return Ok(());
     }
-    match &cli.command {
-        Command::Operator { server, command } => {
-            return client_command(server, |c| match command {
-                OperatorCommand::Upload {
-                    file,
-                    name,
-                    version,
-                } => c.upload(file, name, version),
-            });
-        }
-        Command::Job { server, command } => {
-            return client_command(server, |c| match command {
-                JobCommand::Submit { spec } => c.submit(spec),
-                JobCommand::List => c.call("GET", "/v1/jobs", None),
-                JobCommand::Stop { id, savepoint } => {
-                    let body = serde_json::json!({ "savepoint": savepoint })
-                        .to_string()
-                        .into_bytes();
-                    c.call(
-                        "POST",
-                        &format!("/v1/jobs/{id}/stop"),
-                        Some(("application/json", body)),
-                    )
-                }
-                JobCommand::Savepoint { id } => {
-                    c.call("POST", &format!("/v1/jobs/{id}/savepoints"), None)
-                }
-            });
-        }
-        _ => {}
-    }
     if let Command::Build { dir, lang, out } = &cli.command {
         let lang = lang
             .as_deref()
@@ -307,19 +189,9 @@ fn run(cli: Cli) -> Result<()> {
     let wasm =
         WasmRuntime::new(RuntimeConfig::default()).context("starting the WebAssembly runtime")?;
     match cli.command {
-        Command::Savepoint { .. }
-        | Command::Stop { .. }
-        | Command::Build { .. }
-        | Command::Operator { .. }
-        | Command::Job { .. } => {
+        Command::Savepoint { .. } | Command::Stop { .. } | Command::Build { .. } => {
             unreachable!("handled above")
         }
-        Command::Serve {
-            bind,
-            data_dir,
-            token,
-            max_upload,
-        } => serve(wasm, bind, data_dir, token, max_upload),
         Command::Kafka {
             command:
                 KafkaCommand::Produce {
@@ -527,66 +399,6 @@ fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("job '{name}' failed: {e}"))
         }
     }
-}
-
-/// Runs a client command against the server and prints its JSON answer.
-fn client_command(
-    server: &ServerArgs,
-    f: impl FnOnce(&sluice_cli::server::Client) -> Result<serde_json::Value, String>,
-) -> Result<()> {
-    let client = sluice_cli::server::Client::new(
-        &server.server,
-        server.token.clone(),
-        Duration::from_secs(3600),
-    );
-    let answer = f(&client).map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{}", serde_json::to_string_pretty(&answer)?);
-    Ok(())
-}
-
-/// `sluice serve`: prepares the data directory, restarts the jobs that were running, and
-/// serves until Ctrl-C (the jobs' records stay, so the next start resumes them).
-fn serve(
-    wasm: WasmRuntime,
-    bind: std::net::SocketAddr,
-    data_dir: Option<PathBuf>,
-    token: Option<String>,
-    max_upload: usize,
-) -> Result<()> {
-    let data_dir = match data_dir {
-        Some(d) => d,
-        None => std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".local/share/sluice"))
-            .context("no --data-dir and no HOME")?,
-    };
-    let config = sluice_server::ServerConfig {
-        bind,
-        data_dir: data_dir.clone(),
-        token,
-        max_upload,
-    };
-    let engine = Arc::new(sluice_cli::server::CliEngine { wasm });
-    let state = sluice_server::prepare(&config, engine).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the server's runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("cannot listen on {bind}"))?;
-        let addr = listener.local_addr()?;
-        eprintln!(
-            "sluice serve: listening on http://{addr} (data in {}; API at /v1, OpenAPI at /v1/openapi.json)",
-            data_dir.display()
-        );
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        sluice_server::serve(listener, state, shutdown)
-            .await
-            .context("serving")
-    })
 }
 
 fn print_summary(name: &str, s: &RunSummary, outputs: &[(String, String)], status: &str) {

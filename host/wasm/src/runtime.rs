@@ -447,18 +447,6 @@ impl LoadedComponent {
         self.inner.cache
     }
 
-    /// The names of the component's imports and exports (interfaces such as
-    /// `sluice:operator/operator@0.2.0`, `wasi:io/streams@0.2.6`), each sorted.
-    pub fn interfaces(&self) -> (Vec<String>, Vec<String>) {
-        let engine = &self.inner.runtime.inner.engine;
-        let ty = self.inner.pre.instance_pre().component().component_type();
-        let mut imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
-        let mut exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-        imports.sort();
-        exports.sort();
-        (imports, exports)
-    }
-
     pub(crate) fn pre(&self) -> &OperatorWorldPre<HostState> {
         &self.inner.pre
     }
