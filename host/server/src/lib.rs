@@ -84,6 +84,7 @@ pub fn app(state: Arc<api::AppState>) -> Router {
             token,
             auth::require_token,
         ))
+        .layer(axum::middleware::map_response(api::json_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |panic: Box<dyn std::any::Any + Send>| {
                 let what = panic

@@ -1,13 +1,15 @@
 //! `/v1/jobs`: submit, list, inspect, stop, savepoint, cancel, restart and delete jobs;
 //! their metrics, checkpoints and a live stream of their figures.
 
-use super::{AppState, blocking, content_type};
+use super::{AppState, blocking, content_type, read_body};
+
+/// The largest body of a small request (stop, restart).
+const SMALL_BODY: usize = 64 * 1024;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{CheckpointInfo, JobInfo, JobSummary, SavepointInfo};
 use crate::metrics::JobMetricsView;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -72,10 +74,10 @@ pub struct JobSpecBody(serde_json::Value);
 )]
 pub async fn submit(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> ApiResult<(StatusCode, Json<JobInfo>)> {
-    let ct = content_type(&headers);
+    let (parts, body) = request.into_parts();
+    let ct = content_type(&parts.headers);
     if ct != "application/json" && !ct.ends_with("+json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -83,6 +85,12 @@ pub async fn submit(
             format!("a job spec is submitted as application/json, not '{ct}'"),
         ));
     }
+    let body = read_body(
+        body,
+        app.config.max_spec_bytes,
+        "job specs (--max-spec-size)",
+    )
+    .await?;
     let spec: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the job spec is not JSON: {e}"))
     })?;
@@ -201,10 +209,11 @@ pub struct StopResult {
 pub async fn stop(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> ApiResult<Json<StopResult>> {
-    let req: StopRequest = json_body(&headers, &body, true)?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, SMALL_BODY, "this request").await?;
+    let req: StopRequest = json_body(&parts.headers, &body, true)?;
     let jobs = app.jobs.clone();
     blocking(move || {
         if req.savepoint {
@@ -316,10 +325,11 @@ pub struct RestartRequest {
 pub async fn restart(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> ApiResult<Json<JobInfo>> {
-    let req: RestartRequest = json_body(&headers, &body, true)?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, SMALL_BODY, "this request").await?;
+    let req: RestartRequest = json_body(&parts.headers, &body, true)?;
     let jobs = app.jobs.clone();
     blocking(move || jobs.restart(&id, req.savepoint, req.allow_non_restored_state))
         .await

@@ -10,8 +10,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::jobs::JobManager;
 use crate::store::OperatorStore;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -43,6 +45,78 @@ pub fn content_type(headers: &HeaderMap) -> String {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase()
+}
+
+/// What a body may exceed its limit by and still be read to its end (and discarded)
+/// before the answer: a client that sends a whole body before reading the answer then
+/// gets the 413 instead of a broken connection.
+const DRAIN: u64 = 64 << 20;
+
+/// Reads a request body of at most `limit` bytes.
+///
+/// Errors: 413 `payload_too_large` naming the limit and `what` it is (a flag of `sluice
+/// serve`); 400 when the body cannot be read.
+pub async fn read_body(body: axum::body::Body, limit: usize, what: &str) -> ApiResult<Bytes> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("bad_request", format!("cannot read the request body: {e}"))
+        })?;
+        total += chunk.len() as u64;
+        if total <= limit as u64 {
+            buf.extend_from_slice(&chunk);
+        } else {
+            buf = Vec::new();
+            if total > limit as u64 + DRAIN {
+                break;
+            }
+        }
+    }
+    if total > limit as u64 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than this server's limit of {limit} bytes for {what}"),
+        ));
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Turns an error answer that is not JSON (an axum rejection: an unreadable path
+/// parameter, say) into the API's error shape.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let text = if text.trim().is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    let mut answer = ApiError::from_rejection(status, text).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// Runs blocking work (engine calls, job control, files) off the async runtime.

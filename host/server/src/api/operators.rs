@@ -1,7 +1,7 @@
 //! `/v1/operators`: upload (raw `application/wasm` body or a multipart form), list,
 //! inspect and delete operator components.
 
-use super::{AppState, blocking, content_type};
+use super::{AppState, blocking, content_type, read_body};
 use crate::error::{ApiError, ApiResult};
 use crate::store::OperatorInfo;
 use axum::Json;
@@ -112,17 +112,12 @@ pub async fn upload(
     request: Request,
 ) -> ApiResult<(StatusCode, Json<OperatorInfo>)> {
     let limit = app.config.max_operator_bytes;
-    if let Some(len) = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64 + 64 * 1024
-    {
-        return Err(too_large(limit));
-    }
     let ct = content_type(request.headers());
     let (wasm, name, version, label) = if ct.starts_with("multipart/form-data") {
+        // A form holds a little more than the component.
+        let (parts, body) = request.into_parts();
+        let body = read_body(body, limit + 64 * 1024, "operators (--max-operator-size)").await?;
+        let request = Request::from_parts(parts, axum::body::Body::from(body));
         let form = Multipart::from_request(request, &())
             .await
             .map_err(|e| ApiError::from_rejection(e.status(), e.body_text()))?;
@@ -131,9 +126,12 @@ pub async fn upload(
         let query = Query::<UploadParams>::try_from_uri(request.uri())
             .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?
             .0;
-        let body = Bytes::from_request(request, &())
-            .await
-            .map_err(|e| ApiError::from_rejection(e.status(), e.body_text()))?;
+        let body = read_body(
+            request.into_body(),
+            limit,
+            "operators (--max-operator-size)",
+        )
+        .await?;
         (body, query.name, query.version, "upload".to_string())
     } else {
         return Err(ApiError::new(
