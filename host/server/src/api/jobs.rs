@@ -39,6 +39,9 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
+    if optional && value.is_null() {
+        return Ok(T::default());
+    }
     sluice_core::spec::from_value(&value, "")
         .map_err(|e| ApiError::unprocessable("invalid_body", e))
 }
@@ -377,6 +380,19 @@ pub async fn checkpoints(
     app.jobs.info(&id).map(|i| Json(i.checkpoints))
 }
 
+/// One server-sent event of `/v1/jobs/{id}/events`, as the OpenAPI document describes
+/// each event of the stream.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StreamEvent {
+    /// `metrics` or `job`.
+    #[schema(pattern = "^(metrics|job)$")]
+    pub event: String,
+    /// JSON: a `JobMetricsView` for `metrics`, a `JobSummary` for `job`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 /// A live stream (server-sent events) of a job's figures.
 ///
 /// `event: metrics` with a [`JobMetricsView`] about every second while the job runs;
@@ -388,7 +404,7 @@ pub async fn checkpoints(
     tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
     responses(
-        (status = 200, description = "Server-sent events: `metrics` (JobMetricsView) and, at the end, `job` (JobSummary)", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-sent events: `metrics` (JobMetricsView) and, at the end, `job` (JobSummary)", content_type = "text/event-stream", body = StreamEvent),
         (status = 401, description = "No or a wrong token", body = crate::error::ErrorBody),
         (status = 404, description = "No such job", body = crate::error::ErrorBody),
     ),

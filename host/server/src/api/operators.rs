@@ -23,7 +23,8 @@ pub struct UploadParams {
 }
 
 /// A multipart upload.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadForm {
     /// The component (`.wasm`).
