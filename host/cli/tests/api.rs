@@ -833,3 +833,108 @@ fn a_stopped_server_resumes_its_running_job_when_it_starts_again() {
         "after the server was stopped",
     );
 }
+
+/// `sluice ...` with `args`, speaking to `server`; returns (success, stdout, stderr).
+fn cli(server: &TestServer, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(sluice())
+        .args(args)
+        .args(["--server", &server.url, "--token", token])
+        .env_remove("SLUICE_TOKEN")
+        .env_remove("SLUICE_SERVER")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_uploads_submits_lists_savepoints_and_stops_through_the_api() {
+    plugins::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, _) = flights_slice(tmp.path(), 50_000);
+    let server = start(tmp.path(), &[]);
+    let wasm = plugins::wasm("flight_delays");
+    let (ok, out, err) = cli(
+        &server,
+        TOKEN,
+        &[
+            "operator",
+            "upload",
+            wasm.to_str().unwrap(),
+            "--name",
+            "flights",
+            "--version",
+            "1.0",
+        ],
+    );
+    assert!(ok, "{err}");
+    let hash = out.trim().to_string();
+    assert_eq!(
+        server.get("/v1/operators/flights@1.0").body["sha256"],
+        hash.as_str()
+    );
+    let (ok, out, _) = cli(&server, TOKEN, &["operator", "list"]);
+    assert!(
+        ok && out.contains(&hash) && out.contains("flights@1.0"),
+        "{out}"
+    );
+
+    // A spec file whose operator is a `wasm:` path relative to it: the CLI uploads it.
+    let mut spec = flights_spec(&input, "unused", &tmp.path().join("out"), Some(10_000));
+    spec["checkpoints"] = json!({"interval": "500ms"});
+    let op = spec["operators"][0].as_object_mut().unwrap();
+    op.remove("operator");
+    std::fs::copy(&wasm, tmp.path().join("op.wasm")).unwrap();
+    op.insert("wasm".into(), "op.wasm".into());
+    let spec_path = tmp.path().join("flights.yaml");
+    std::fs::write(&spec_path, serde_yaml_ng::to_string(&spec).unwrap()).unwrap();
+    let (ok, out, err) = cli(
+        &server,
+        TOKEN,
+        &["job", "submit", spec_path.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let job = server.get(&format!("/v1/jobs/{id}")).body;
+    assert_eq!(job["status"], "running", "{job}");
+    assert_eq!(
+        job["spec"]["operators"][0]["operator"],
+        hash.as_str(),
+        "the same component"
+    );
+
+    let (ok, out, _) = cli(&server, TOKEN, &["job", "list"]);
+    assert!(
+        ok && out
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("running")),
+        "{out}"
+    );
+    let (ok, out, err) = cli(&server, TOKEN, &["job", "savepoint", &id]);
+    assert!(ok, "{err}");
+    assert!(out.trim().starts_with("savepoints/flights-"), "{out}");
+    let (ok, out, err) = cli(&server, TOKEN, &["job", "stop", &id, "--savepoint"]);
+    assert!(ok, "{err}");
+    let folder = out.trim();
+    assert!(folder.starts_with("savepoints/flights-"), "{out}");
+    let job = server.get(&format!("/v1/jobs/{id}")).body;
+    assert_eq!(job["status"], "stopped");
+    assert_eq!(job["savepoints"][1]["folder"], folder);
+
+    // Errors carry the server's message, and the exit status says so.
+    let (ok, _, err) = cli(&server, TOKEN, &["job", "stop", &id]);
+    assert!(
+        !ok && err.contains("409") && err.contains("not running"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&server, "wrong", &["job", "list"]);
+    assert!(
+        !ok && err.contains("401") && err.contains("token is wrong"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&server, TOKEN, &["job", "submit", "/nonexistent.yaml"]);
+    assert!(!ok && err.contains("/nonexistent.yaml"), "{err}");
+}
