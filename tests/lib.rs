@@ -7,3 +7,4 @@ pub mod kill;
 pub mod payments;
 pub mod plugins;
 pub mod sdk;
+pub mod server;

@@ -260,6 +260,19 @@ bool exports_sluice_operator_operator_init(operator_world_list_tuple2_string_str
     return ok;
 }
 
+/* Ends a `process` or `on-timers` call: its output on success, else its error. */
+static bool finish_call(bool ok, sluice_emitter *out, sluice_error *e,
+                        exports_sluice_operator_operator_process_output_t *ret,
+                        exports_sluice_operator_operator_operator_error_t *err) {
+    if (!ok) {
+        emitter_free(out);
+        to_wit_error(e, err);
+        return false;
+    }
+    emitter_take(out, ret);
+    return true;
+}
+
 bool exports_sluice_operator_operator_process(exports_sluice_operator_operator_event_batch_t *batch,
                                               exports_sluice_operator_operator_process_output_t *ret,
                                               exports_sluice_operator_operator_operator_error_t *err) {
@@ -280,13 +293,7 @@ bool exports_sluice_operator_operator_process(exports_sluice_operator_operator_e
         ok = sluice_process(&ev, &out, &e);
     }
     exports_sluice_operator_operator_event_batch_free(batch);
-    if (!ok) {
-        emitter_free(&out);
-        to_wit_error(&e, err);
-        return false;
-    }
-    emitter_take(&out, ret);
-    return true;
+    return finish_call(ok, &out, &e, ret, err);
 }
 
 __attribute__((weak)) bool sluice_on_timer(const sluice_timer *timer, sluice_emitter *out,
@@ -311,13 +318,7 @@ bool exports_sluice_operator_operator_on_timers(exports_sluice_operator_operator
         ok = sluice_on_timer(&t, &out, &e);
     }
     exports_sluice_operator_operator_timer_batch_free(timers);
-    if (!ok) {
-        emitter_free(&out);
-        to_wit_error(&e, err);
-        return false;
-    }
-    emitter_take(&out, ret);
-    return true;
+    return finish_call(ok, &out, &e, ret, err);
 }
 
 /* ---- Packed values -------------------------------------------------------------- */

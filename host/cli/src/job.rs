@@ -9,6 +9,7 @@ use sluice_core::operator::{Operator, OperatorError};
 use sluice_core::spec::{self, Overrides, Resolver, SpecError};
 use sluice_core::state::{HeapKvBackendFactory, KvBackendFactory};
 use sluice_rocksdb::RocksDbBackendFactory;
+use sluice_server::OperatorFiles;
 use sluice_storage::ObjectStorage;
 use sluice_wasm::{Limits, LoadedComponent, WasmOperator, WasmRuntime};
 use std::collections::BTreeMap;
@@ -24,12 +25,17 @@ pub struct JobResolver<'a> {
     pub output_dir: Option<PathBuf>,
 }
 
-/// A user operator's options in the spec: `wasm`, `config`, `limits`.
+/// A user operator's options in the spec: `wasm` (or `operator`), `config`, `limits`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OperatorOptions {
     /// Path of the component (`.wasm`), relative to the spec.
-    wasm: PathBuf,
+    #[serde(default)]
+    wasm: Option<PathBuf>,
+    /// An operator uploaded to `sluice serve`: its SHA-256 (or `name@version`, which the
+    /// server pins to the SHA-256 when the job is submitted).
+    #[serde(default)]
+    operator: Option<String>,
     /// Handed to the guest's `init` as `(key, value)` strings.
     #[serde(default)]
     config: BTreeMap<String, serde_json::Value>,
@@ -143,35 +149,7 @@ impl Resolver for JobResolver<'_> {
         spec_dir: &Path,
         field: &str,
     ) -> Result<Arc<dyn OperatorFactory>, SpecError> {
-        let o: OperatorOptions = spec::from_value(options, field).map_err(SpecError)?;
-        let path = spec_dir.join(&o.wasm);
-        let component = self
-            .wasm
-            .load_component(&path)
-            .map_err(|e| SpecError(format!("{field}.wasm: {e}")))?;
-        let mut limits = Limits::default();
-        if let Some(m) = o.limits.max_memory {
-            limits.max_memory_bytes = m.0;
-        }
-        if let Some(t) = o.limits.time_per_call {
-            limits.time_per_call = t.duration();
-        }
-        let config = o
-            .config
-            .into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, v)
-            })
-            .collect();
-        Ok(Arc::new(WasmOperatorFactory {
-            component,
-            config,
-            limits,
-        }))
+        self.operator_with(options, spec_dir, field, None)
     }
 
     fn state_backend(
@@ -205,6 +183,72 @@ impl Resolver for JobResolver<'_> {
         ObjectStorage::open(location, spec_dir)
             .map(|s| Arc::new(s) as Arc<dyn CheckpointStorage>)
             .map_err(|e| SpecError(format!("{field}: {e}")))
+    }
+}
+
+impl JobResolver<'_> {
+    /// The factory of a user operator from its options: the component at `wasm` (a
+    /// path relative to `spec_dir`), or the one `operators` gives for `operator` (a
+    /// SHA-256, as `sluice serve` pins them). Errors name the field.
+    pub fn operator_with(
+        &self,
+        options: &serde_json::Value,
+        spec_dir: &Path,
+        field: &str,
+        operators: Option<OperatorFiles<'_>>,
+    ) -> Result<Arc<dyn OperatorFactory>, SpecError> {
+        let o: OperatorOptions = spec::from_value(options, field).map_err(SpecError)?;
+        let component = match (&o.wasm, &o.operator, operators) {
+            (Some(_), Some(_), _) => {
+                return Err(SpecError(format!(
+                    "{field}: give either `wasm` (a path) or `operator` (an uploaded operator), not both"
+                )));
+            }
+            (Some(wasm), None, _) => self
+                .wasm
+                .load_component(spec_dir.join(wasm))
+                .map_err(|e| SpecError(format!("{field}.wasm: {e}")))?,
+            (None, Some(reference), Some(files)) => {
+                let path =
+                    files(reference).map_err(|e| SpecError(format!("{field}.operator: {e}")))?;
+                self.wasm
+                    .load_component(&path)
+                    .map_err(|e| SpecError(format!("{field}.operator: {e}")))?
+            }
+            (None, Some(_), None) => {
+                return Err(SpecError(format!(
+                    "{field}.operator: operators uploaded to a server run there (sluice job submit); to run here, give the component's path as `wasm`"
+                )));
+            }
+            (None, None, _) => {
+                return Err(SpecError(format!(
+                    "{field}: missing `wasm` (the component's path, relative to the spec)"
+                )));
+            }
+        };
+        let mut limits = Limits::default();
+        if let Some(m) = o.limits.max_memory {
+            limits.max_memory_bytes = m.0;
+        }
+        if let Some(t) = o.limits.time_per_call {
+            limits.time_per_call = t.duration();
+        }
+        let config = o
+            .config
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect();
+        Ok(Arc::new(WasmOperatorFactory {
+            component,
+            config,
+            limits,
+        }))
     }
 }
 

@@ -5,7 +5,9 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod client;
 pub mod control;
 pub mod job;
 pub mod kafka;
 pub mod progress;
+pub mod serve;

@@ -26,7 +26,9 @@ no server, broker or cluster is needed.\n\n\
 Examples:\n  \
 sluice run plugins/flight-delays/flights.yaml                  run the flights demo\n  \
 sluice run plugins/flight-delays/flights.yaml --parallelism 4  same job, 4 window subtasks\n  \
-sluice check plugins/flight-delays/flights.yaml                validate a spec and print its graph"
+sluice check plugins/flight-delays/flights.yaml                validate a spec and print its graph\n  \
+sluice serve                                                   start the server (REST API on 127.0.0.1:8081)\n  \
+sluice job submit plugins/flight-delays/flights.yaml           run the flights job on the server"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -109,6 +111,117 @@ cache ($SLUICE_CACHE_DIR, else ~/.cache/sluice) and checked against the spec's s
         /// The job spec (YAML or JSON).
         spec: PathBuf,
     },
+    /// Start the server: the REST API (/v1), the operator store and the jobs, run in
+    /// this process.
+    #[command(
+        long_about = "Start the server: the REST API under /v1 (OpenAPI document at /v1/openapi.json), Prometheus figures at /metrics, health at /healthz. Operators uploaded to it, job records and the jobs' folders (checkpoints, relative outputs) are kept in the data directory; when the server starts again, the jobs that were running resume from their latest checkpoint.\n\nWith a token (--token or SLUICE_TOKEN) every request but /healthz needs `Authorization: Bearer <token>`. Listening on an address other than loopback without a token is refused.\n\nExample:\n  sluice serve --data-dir ./sluice-data\n  curl http://127.0.0.1:8081/healthz"
+    )]
+    Serve {
+        /// Where operators, job records and job folders are kept (default:
+        /// $XDG_DATA_HOME/sluice, else ~/.local/share/sluice).
+        #[arg(long, env = "SLUICE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// The address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        bind: std::net::SocketAddr,
+        /// The bearer token every request but /healthz must carry.
+        #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The largest operator component accepted, bytes.
+        #[arg(long, default_value_t = 128 << 20)]
+        max_operator_size: usize,
+        /// The largest job spec accepted, bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_spec_size: usize,
+    },
+    /// Operators on a server: upload, list, show, delete.
+    Operator {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+    /// Jobs on a server: submit, list, show, stop, savepoint, restart.
+    Job {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+}
+
+/// Which server, and its token.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The server's URL.
+    #[arg(long, env = "SLUICE_SERVER", default_value_t = sluice_cli::client::default_server(), global = true)]
+    server: String,
+    /// The server's token.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Upload a component (.wasm); prints its SHA-256.
+    Upload {
+        /// The component.
+        file: PathBuf,
+        /// Its name (with --version, jobs can name it name@version).
+        #[arg(long, requires = "version")]
+        name: Option<String>,
+        /// Its version.
+        #[arg(long, requires = "name")]
+        version: Option<String>,
+    },
+    /// List the stored operators.
+    List,
+    /// Show an operator (by SHA-256 or name@version) as JSON.
+    Show {
+        /// SHA-256 or name@version.
+        operator: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Submit a job spec (YAML or JSON); prints the job's id.
+    #[command(
+        long_about = "Submit a job spec (YAML or JSON) to the server, which runs it. Operators given by a `wasm:` path are uploaded first and named by their hash; operators may also be named `operator: <sha256>` or `operator: <name>@<version>` of uploaded components. Other relative paths (inputs, outputs, checkpoints) resolve on the server, against the job's folder in its data directory.\n\nExample:\n  sluice job submit plugins/flight-delays/flights.yaml"
+    )]
+    Submit {
+        /// The job spec.
+        spec: PathBuf,
+    },
+    /// List jobs.
+    List,
+    /// Show a job (status, graph, checkpoints...) as JSON.
+    Show {
+        /// The job id.
+        id: String,
+    },
+    /// Stop a job: at once (cancel; checkpoints are kept), or with a savepoint.
+    Stop {
+        /// The job id.
+        id: String,
+        /// Take a savepoint and stop after it; prints its folder.
+        #[arg(long)]
+        savepoint: bool,
+    },
+    /// Take a savepoint of a running job; prints its folder.
+    Savepoint {
+        /// The job id.
+        id: String,
+    },
+    /// Start a job that is not running again: from a savepoint (default: its latest),
+    /// else from its latest checkpoint.
+    Restart {
+        /// The job id.
+        id: String,
+        /// The savepoint folder (as `sluice job savepoint` printed it).
+        #[arg(long, value_name = "FOLDER")]
+        from_savepoint: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -175,6 +288,27 @@ fn run(cli: Cli) -> Result<()> {
         println!("{folder}");
         return Ok(());
     }
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            bind,
+            token,
+            max_operator_size,
+            max_spec_size,
+        } => serve(data_dir, bind, token, max_operator_size, max_spec_size),
+        Command::Operator { server, command } => {
+            let client = sluice_cli::client::Client::new(&server.server, server.token);
+            operator_command(&client, command).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        Command::Job { server, command } => {
+            let client = sluice_cli::client::Client::new(&server.server, server.token);
+            job_command(&client, command).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        command => run_local(Cli { command }),
+    }
+}
+
+fn run_local(cli: Cli) -> Result<()> {
     if let Command::Build { dir, lang, out } = &cli.command {
         let lang = lang
             .as_deref()
@@ -189,7 +323,12 @@ fn run(cli: Cli) -> Result<()> {
     let wasm =
         WasmRuntime::new(RuntimeConfig::default()).context("starting the WebAssembly runtime")?;
     match cli.command {
-        Command::Savepoint { .. } | Command::Stop { .. } | Command::Build { .. } => {
+        Command::Savepoint { .. }
+        | Command::Stop { .. }
+        | Command::Build { .. }
+        | Command::Serve { .. }
+        | Command::Operator { .. }
+        | Command::Job { .. } => {
             unreachable!("handled above")
         }
         Command::Kafka {
@@ -504,6 +643,159 @@ fn print_vertices(metrics: &sluice_core::runtime::JobMetrics) {
             group(bp_ms)
         );
     }
+}
+
+/// `sluice serve`.
+fn serve(
+    data_dir: Option<PathBuf>,
+    bind: std::net::SocketAddr,
+    token: Option<String>,
+    max_operator_size: usize,
+    max_spec_size: usize,
+) -> Result<()> {
+    let data_dir = data_dir.unwrap_or_else(|| {
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .map(|d| d.join("sluice"))
+            .unwrap_or_else(|| PathBuf::from("sluice-data"))
+    });
+    let config = sluice_server::Config {
+        data_dir: data_dir.clone(),
+        bind,
+        token: token.filter(|t| !t.is_empty()),
+        max_operator_bytes: max_operator_size,
+        max_spec_bytes: max_spec_size,
+    };
+    // Checked before the WebAssembly runtime starts, so the refusal comes at once.
+    sluice_server::auth::check_bind(config.bind, config.token.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wasm =
+        WasmRuntime::new(RuntimeConfig::default()).context("starting the WebAssembly runtime")?;
+    let engine = Arc::new(sluice_cli::serve::CliEngine { wasm });
+    let auth = if config.token.is_some() {
+        "token required"
+    } else {
+        "no token"
+    };
+    sluice_server::serve_blocking(config, engine, |addr| {
+        eprintln!(
+            "sluice: serving on http://{addr} ({auth}; data in {})",
+            data_dir.display()
+        );
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn operator_command(
+    client: &sluice_cli::client::Client,
+    command: OperatorCommand,
+) -> Result<(), String> {
+    match command {
+        OperatorCommand::Upload {
+            file,
+            name,
+            version,
+        } => {
+            let bytes =
+                std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let o = client.upload_operator(&bytes, name.as_deref(), version.as_deref())?;
+            println!("{}", o["sha256"].as_str().unwrap_or_default());
+            if let (Some(n), Some(v)) = (o["name"].as_str(), o["version"].as_str()) {
+                eprintln!("stored as {n}@{v} ({} bytes)", o["size_bytes"]);
+            }
+        }
+        OperatorCommand::List => {
+            let list = client.get("/v1/operators")?;
+            println!(
+                "{:<64}  {:<24} {:>10}  jobs",
+                "sha256", "name@version", "bytes"
+            );
+            for o in list.as_array().into_iter().flatten() {
+                let name = match (o["name"].as_str(), o["version"].as_str()) {
+                    (Some(n), Some(v)) => format!("{n}@{v}"),
+                    _ => "-".into(),
+                };
+                println!(
+                    "{:<64}  {:<24} {:>10}  {}",
+                    o["sha256"].as_str().unwrap_or_default(),
+                    name,
+                    o["size_bytes"],
+                    o["jobs"].as_array().map_or(0, Vec::len)
+                );
+            }
+        }
+        OperatorCommand::Show { operator } => {
+            let o = client.get(&format!("/v1/operators/{operator}"))?;
+            println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+fn job_command(client: &sluice_cli::client::Client, command: JobCommand) -> Result<(), String> {
+    let status = |j: &serde_json::Value| j["status"].as_str().unwrap_or("?").to_string();
+    match command {
+        JobCommand::Submit { spec } => {
+            let prepared = sluice_cli::client::prepare_spec(client, &spec)?;
+            let job = client.submit_job(&prepared)?;
+            println!("{}", job["id"].as_str().unwrap_or_default());
+            eprintln!(
+                "job '{}' {}: {} vertices",
+                job["name"].as_str().unwrap_or_default(),
+                status(&job),
+                job["graph"]["vertices"].as_array().map_or(0, Vec::len)
+            );
+        }
+        JobCommand::List => {
+            let list = client.get("/v1/jobs")?;
+            println!(
+                "{:<16}  {:<24} {:<10} {:>8}  last error",
+                "id", "name", "status", "restarts"
+            );
+            for j in list.as_array().into_iter().flatten() {
+                println!(
+                    "{:<16}  {:<24} {:<10} {:>8}  {}",
+                    j["id"].as_str().unwrap_or_default(),
+                    j["name"].as_str().unwrap_or_default(),
+                    status(j),
+                    j["restarts"],
+                    j["last_error"].as_str().unwrap_or("")
+                );
+            }
+        }
+        JobCommand::Show { id } => {
+            let j = client.get(&format!("/v1/jobs/{id}"))?;
+            println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        }
+        JobCommand::Stop { id, savepoint } => {
+            let r = client.stop_job(&id, savepoint)?;
+            if let Some(folder) = r["savepoint"]["folder"].as_str() {
+                println!("{folder}");
+            }
+            eprintln!("job {id}: {}", status(&r["job"]));
+        }
+        JobCommand::Savepoint { id } => {
+            let r = client.savepoint(&id)?;
+            println!("{}", r["savepoint"]["folder"].as_str().unwrap_or_default());
+        }
+        JobCommand::Restart { id, from_savepoint } => {
+            let body = serde_json::json!({ "savepoint": from_savepoint }).to_string();
+            let j = client.post(
+                &format!("/v1/jobs/{id}/restart"),
+                "application/json",
+                body.as_bytes(),
+            )?;
+            eprintln!(
+                "job {id}: {} (restored from {})",
+                status(&j),
+                j["restored_from"]
+                    .as_str()
+                    .unwrap_or("nothing: from scratch")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `a/b/../../out/x` as `out/x`: removes `.` and `name/..` pairs, for display only.

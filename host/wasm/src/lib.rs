@@ -48,6 +48,9 @@ pub use runtime::{LoadError, LoadedComponent, RuntimeConfig, RuntimeError, WasmR
 /// The WIT package version this host implements.
 pub const WIT_PACKAGE: &str = "sluice:operator@0.2.0";
 
+/// The world every operator component implements.
+pub const WORLD: &str = "sluice:operator/operator-world@0.2.0";
+
 /// The export every operator component must have.
 pub const OPERATOR_EXPORT: &str = "sluice:operator/operator@0.2.0";
 

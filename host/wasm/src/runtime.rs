@@ -289,7 +289,7 @@ impl WasmRuntime {
         let (component, cache) = self.compile_cached(&key, name, wasm)?;
         check_exports(&self.inner.engine, &component).map_err(|message| LoadError::WrongWorld {
             path: path(),
-            world: "sluice:operator/operator-world@0.2.0",
+            world: crate::WORLD,
             message,
         })?;
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
@@ -300,13 +300,19 @@ impl WasmRuntime {
         })?;
         let pre = OperatorWorldPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
             path: path(),
-            world: "sluice:operator/operator-world@0.2.0",
+            world: crate::WORLD,
             message: format!("{e:#}"),
         })?;
+        let ty = component.component_type();
+        let engine = &self.inner.engine;
+        let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
         Ok(LoadedComponent {
             inner: Arc::new(LoadedInner {
                 name: name.to_string(),
                 sha256: key,
+                exports,
+                imports,
                 cache,
                 pre,
                 runtime: self.clone(),
@@ -409,6 +415,8 @@ fn check_exports(engine: &Engine, component: &Component) -> Result<(), String> {
 struct LoadedInner {
     name: String,
     sha256: String,
+    exports: Vec<String>,
+    imports: Vec<String>,
     cache: CacheOutcome,
     pre: OperatorWorldPre<HostState>,
     runtime: WasmRuntime,
@@ -440,6 +448,18 @@ impl LoadedComponent {
     /// SHA-256 of the component's bytes, lowercase hex: its content address.
     pub fn sha256(&self) -> &str {
         &self.inner.sha256
+    }
+
+    /// The names of the component's exports (interfaces and functions), as
+    /// `sluice:operator/operator@0.2.0`.
+    pub fn exports(&self) -> &[String] {
+        &self.inner.exports
+    }
+
+    /// The names of the component's imports (all provided by the host), as
+    /// `wasi:io/streams@0.2.6` or `sluice:operator/host@0.2.0`.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
     }
 
     /// Whether it came from the compiled-component cache.

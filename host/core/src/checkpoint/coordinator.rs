@@ -95,6 +95,8 @@ pub struct CheckpointStats {
     pub uploaded_bytes: u64,
     /// Bytes of state it references in all.
     pub state_bytes: u64,
+    /// When it completed (its metadata was written), ms since the epoch.
+    pub completed_at: i64,
 }
 
 /// Handles of a started coordinator.
@@ -399,6 +401,7 @@ impl Run {
                 duration: p.triggered.elapsed(),
                 uploaded_bytes: p.uploaded_bytes,
                 state_bytes,
+                completed_at: now_ms(),
             });
         tracing::debug!(id = b.id, "complete");
         for c in &self.s.subtasks {

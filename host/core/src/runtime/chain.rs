@@ -111,6 +111,9 @@ impl Collector for LinkOutput<'_> {
         self.metrics
             .records_out
             .fetch_add(batch.len() as u64, Relaxed);
+        self.metrics
+            .bytes_out
+            .fetch_add(batch.byte_size() as u64, Relaxed);
         if let Some(wm) = batch.last_watermark() {
             self.metrics.watermark.store(wm, Relaxed);
         }
@@ -123,6 +126,9 @@ impl Collector for LinkOutput<'_> {
                 next.metrics
                     .records_in
                     .fetch_add(batch.len() as u64, Relaxed);
+                next.metrics
+                    .bytes_in
+                    .fetch_add(batch.byte_size() as u64, Relaxed);
             }
             deliver(self.rest, self.error, |op, out| {
                 op.process_batch(batch, out)
@@ -244,21 +250,36 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// Runs `f` on the head; the time it takes, less the time the chain's links were
+    /// backpressured meanwhile, is added to every link's busy time (once per batch or
+    /// watermark, never per event).
     fn run(
         &mut self,
         f: impl FnOnce(&mut dyn Operator, &mut dyn Collector) -> Result<(), OperatorError>,
     ) -> Result<(), ChainError> {
+        let backpressured = |links: &[ChainLink]| -> u64 {
+            links
+                .iter()
+                .map(|l| l.metrics.backpressured_ns.load(Relaxed))
+                .sum()
+        };
+        let bp0 = backpressured(&self.links);
+        let t = std::time::Instant::now();
         let mut error = None;
         deliver(&mut self.links, &mut error, f);
+        let elapsed = t.elapsed().as_nanos() as u64;
+        let busy = elapsed.saturating_sub(backpressured(&self.links).saturating_sub(bp0));
+        for l in &self.links {
+            l.metrics.busy_ns.fetch_add(busy, Relaxed);
+        }
         error.map_or(Ok(()), Err)
     }
 
     /// Feeds a batch to the head (whose metrics count it in).
     pub fn process_batch(&mut self, batch: Batch) -> Result<(), ChainError> {
-        self.links[0]
-            .metrics
-            .records_in
-            .fetch_add(batch.len() as u64, Relaxed);
+        let head = &self.links[0].metrics;
+        head.records_in.fetch_add(batch.len() as u64, Relaxed);
+        head.bytes_in.fetch_add(batch.byte_size() as u64, Relaxed);
         self.run(|op, out| op.process_batch(batch, out))
     }
 

@@ -18,6 +18,17 @@ pub struct SubtaskMetrics {
     pub watermark: AtomicI64,
     /// Nanoseconds spent waiting for a full downstream channel (backpressure).
     pub backpressured_ns: AtomicU64,
+    /// Bytes of the events received: the batches' in-memory size (timestamps, offsets,
+    /// keys and values, as [`Batch::byte_size`] counts them).
+    ///
+    /// [`Batch::byte_size`]: crate::batch::Batch::byte_size
+    pub bytes_in: AtomicU64,
+    /// Bytes of the events emitted on the main output, counted as `bytes_in`.
+    pub bytes_out: AtomicU64,
+    /// Nanoseconds the subtask's thread spent working on input (a batch or a watermark)
+    /// through its whole operator chain, less the time it was backpressured: Flink's
+    /// busy time. Chained vertices run in one thread and report the same figure.
+    pub busy_ns: AtomicU64,
 }
 
 impl Default for SubtaskMetrics {
@@ -29,6 +40,9 @@ impl Default for SubtaskMetrics {
             unrouted_side_records: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             backpressured_ns: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
         }
     }
 }
@@ -50,6 +64,12 @@ impl VertexMetrics {
     /// Sum of `f` over the subtasks.
     pub fn sum(&self, f: impl Fn(&SubtaskMetrics) -> &AtomicU64) -> u64 {
         self.subtasks.iter().map(|s| f(s).load(Relaxed)).sum()
+    }
+
+    /// Events too late for their windows (sent to the `late` side output), for a
+    /// window; 0 for other vertices.
+    pub fn late_records(&self) -> u64 {
+        self.window_sum(|w| &w.late_events)
     }
 
     /// Sum of `f` over the window counters.

@@ -50,6 +50,8 @@ struct Shared {
     history: Mutex<Vec<CheckpointStats>>,
     /// What happened, for the owner's log: restarts, fallbacks.
     events: Mutex<Vec<String>>,
+    /// The folder the running attempt restored from (`None`: from scratch).
+    restored_from: Mutex<Option<String>>,
 }
 
 /// A job run by the supervisor thread.
@@ -93,6 +95,32 @@ impl SupervisorHandle {
         }
         result
     }
+
+    /// Completed checkpoints and savepoints, over all attempts.
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        let mut h = lock(&self.shared.history).clone();
+        if let Some(j) = lock(&self.running).as_ref() {
+            h.extend(j.checkpoints());
+        }
+        h
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u32 {
+        self.shared.restarts.load(Relaxed)
+    }
+
+    /// Restarts and checkpoint fallbacks so far, as messages (each restart's says why
+    /// the job failed).
+    pub fn events(&self) -> Vec<String> {
+        lock(&self.shared.events).clone()
+    }
+
+    /// The checkpoint or savepoint folder (in the job's checkpoint storage) the current
+    /// attempt restored its state from; `None` when it started from scratch.
+    pub fn restored_from(&self) -> Option<String> {
+        lock(&self.shared.restored_from).clone()
+    }
 }
 
 impl Supervisor {
@@ -108,6 +136,7 @@ impl Supervisor {
             stopping: Mutex::new(false),
             history: Mutex::new(Vec::new()),
             events: Mutex::new(Vec::new()),
+            restored_from: Mutex::new(None),
         });
         let running: Arc<Mutex<Option<RunningJobRef>>> = Arc::new(Mutex::new(None));
         let first = Attempt::new(&graph, &metrics, &shared).start(from)?;
@@ -157,21 +186,17 @@ impl Supervisor {
 
     /// Restarts so far.
     pub fn restarts(&self) -> u32 {
-        self.handle.shared.restarts.load(Relaxed)
+        self.handle.restarts()
     }
 
     /// Restarts and checkpoint fallbacks so far, as messages.
     pub fn events(&self) -> Vec<String> {
-        lock(&self.handle.shared.events).clone()
+        self.handle.events()
     }
 
     /// Completed checkpoints and savepoints, over all attempts.
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
-        let mut h = lock(&self.handle.shared.history).clone();
-        if let Some(j) = lock(&self.handle.running).as_ref() {
-            h.extend(j.checkpoints());
-        }
-        h
+        self.handle.checkpoints()
     }
 
     /// Takes a savepoint (see [`SupervisorHandle::savepoint`]).
@@ -266,6 +291,7 @@ impl<'a> Attempt<'a> {
         if let Some(p) = &point {
             tracing::info!("restoring from {}", p.folder);
         }
+        *lock(&self.shared.restored_from) = point.as_ref().map(|p| p.folder.clone());
         start_with(self.graph.clone(), point.as_ref(), self.metrics.clone()).map(Arc::new)
     }
 }
