@@ -164,3 +164,28 @@ pub fn js_wasm(name: &str) -> PathBuf {
 pub fn c_wasm(name: &str) -> PathBuf {
     guest_wasm(name, "c")
 }
+
+/// Runs the job spec `text` (YAML or JSON; relative paths against `dir`, the WASM cache
+/// in `dir/cache`) to its end in this process; its figures, or the error that failed or
+/// refused it.
+pub fn run_spec(
+    dir: &Path,
+    text: &str,
+) -> Result<std::sync::Arc<sluice_core::runtime::JobMetrics>, String> {
+    use sluice_core::spec::{self, Overrides};
+    let wasm = sluice_wasm::WasmRuntime::new(sluice_wasm::RuntimeConfig::with_cache_dir(
+        dir.join("cache"),
+    ))
+    .unwrap();
+    let resolver = sluice_cli::job::JobResolver {
+        wasm: &wasm,
+        output_dir: None,
+    };
+    let graph = spec::parse(text)
+        .and_then(|s| s.to_graph(dir, &resolver, Overrides::default()))
+        .map_err(|e| e.0)?;
+    let job = sluice_core::runtime::start(graph).map_err(|e| e.0)?;
+    let metrics = job.metrics().clone();
+    job.join().map_err(|e| e.0)?;
+    Ok(metrics)
+}

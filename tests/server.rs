@@ -211,6 +211,27 @@ impl TestServer {
         }
     }
 
+    /// Uploads the component at `wasm` as `name@version`; its stored description.
+    pub fn upload(&self, wasm: &Path, name: &str, version: &str) -> Value {
+        let bytes = std::fs::read(wasm).unwrap();
+        let a = self.call(
+            "POST",
+            &format!("/v1/operators?name={name}&version={version}"),
+            Some("application/wasm"),
+            &bytes,
+        );
+        assert!(a.status == 201 || a.status == 200, "{a:?}");
+        a.body
+    }
+
+    /// Submits `spec`, which must start; the job's id.
+    pub fn submit(&self, spec: &Value) -> String {
+        let a = self.post_json("/v1/jobs", spec);
+        assert_eq!(a.status, 201, "{a:?}");
+        assert_eq!(a.body["status"], "running");
+        a.body["id"].as_str().unwrap().to_string()
+    }
+
     /// Kills the server with SIGKILL and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -257,4 +278,36 @@ pub fn flights_spec(input: &Path, operator: &str, out: &Path, pace: Option<u64>)
         sink["path"] = out.join(name).to_str().unwrap().into();
     }
     spec
+}
+
+/// The key of the poison record of [`poison_spec`].
+pub const POISON_KEY: &str = "k7";
+
+/// A job that fails on a poison record: `in.jsonl` (written into `dir`: 2,000 events of
+/// keys `k0`..`k9`) read by a keyed `test-faults` operator (named `operator`, on 2
+/// subtasks) that traps on the event `{"t":1007000,"k":"k7"}`; one restart after 100 ms,
+/// then the job fails with the trap.
+pub fn poison_spec(dir: &Path, operator: &str) -> Value {
+    let poison = format!("{{\"t\":1007000,\"k\":\"{POISON_KEY}\"}}");
+    let lines: String = (0..2000)
+        .map(|i| format!("{{\"t\":{},\"k\":\"k{}\"}}\n", i * 1000, i % 10))
+        .collect();
+    assert!(lines.contains(&poison));
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    serde_json::json!({
+        "name": "faulty-job",
+        "parallelism": 2,
+        "sources": [{
+            "id": "src", "connector": "jsonl", "path": input.to_str().unwrap(),
+            "event_time": {"field": "t", "format": "epoch_ms"}, "key": "k",
+            "watermarks": {"max_out_of_orderness": 0}
+        }],
+        "operators": [{
+            "id": "faulty", "input": "src", "key_by": "key", "operator": operator,
+            "config": {"mode": "trap-on", "poison": poison}
+        }],
+        "sinks": [{"id": "out", "input": "faulty", "connector": "jsonl", "path": dir.join("out.jsonl").to_str().unwrap()}],
+        "restart": {"strategy": "fixed-delay", "attempts": 1, "delay": "100ms"}
+    })
 }

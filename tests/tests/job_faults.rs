@@ -2,10 +2,7 @@
 //! names the operator, the host does not panic or hang, and the other subtasks stop.
 //! Also: a side output of a WASM operator reaches its sink.
 
-use sluice_cli::job::JobResolver;
-use sluice_core::spec::{self, Overrides};
 use sluice_tests::plugins;
-use sluice_wasm::{RuntimeConfig, WasmRuntime};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -55,18 +52,7 @@ sinks:
 }
 
 fn run(dir: &Path, spec_text: &str) -> Result<(), String> {
-    let wasm = WasmRuntime::new(RuntimeConfig::with_cache_dir(dir.join("cache"))).unwrap();
-    let resolver = JobResolver {
-        wasm: &wasm,
-        output_dir: None,
-    };
-    let graph = spec::parse(spec_text)
-        .and_then(|s| s.to_graph(dir, &resolver, Overrides::default()))
-        .map_err(|e| e.0)?;
-    sluice_core::runtime::start(graph)
-        .map_err(|e| e.0)?
-        .join()
-        .map_err(|e| e.0)
+    plugins::run_spec(dir, spec_text).map(|_| ())
 }
 
 fn fails_with(config: &str, limits: &str, expect: &[&str]) {
@@ -88,7 +74,13 @@ fn a_trap_on_one_record_fails_the_job_naming_the_operator() {
     fails_with(
         r#"{mode: trap-on, poison: '{"t":12345000}'}"#,
         "{}",
-        &["operator 'faulty'", "poison record: {\"t\":12345000}"],
+        &[
+            "operator 'faulty'",
+            "poison record: {\"t\":12345000}",
+            // The guest's call stack, demangled.
+            "wasm backtrace",
+            "::panicking::panic_with_hook",
+        ],
     );
 }
 

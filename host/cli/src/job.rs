@@ -11,7 +11,7 @@ use sluice_core::state::{HeapKvBackendFactory, KvBackendFactory};
 use sluice_rocksdb::RocksDbBackendFactory;
 use sluice_server::OperatorFiles;
 use sluice_storage::ObjectStorage;
-use sluice_wasm::{Limits, LoadedComponent, WasmOperator, WasmRuntime};
+use sluice_wasm::{FailurePolicy, Limits, LoadedComponent, WasmOperator, WasmRuntime};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +41,9 @@ struct OperatorOptions {
     config: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     limits: LimitsSpec,
+    /// What a failed call leads to: `fail` (default), `skip` or `dead-letter`.
+    #[serde(default)]
+    on_failure: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +53,10 @@ struct LimitsSpec {
     max_memory: Option<ByteSize>,
     /// `10s`, `500ms`, or ms.
     time_per_call: Option<spec::DurationMs>,
+    /// Events one call may emit.
+    max_output_events: Option<usize>,
+    /// Bytes of keys and values one call may emit: `64MiB`, or bytes.
+    max_output_bytes: Option<ByteSize>,
 }
 
 /// A size in bytes: a number, or a string with a unit (`KiB`, `MiB`, `GiB`, `KB`,
@@ -98,6 +105,7 @@ pub struct WasmOperatorFactory {
     component: LoadedComponent,
     config: Vec<(String, String)>,
     limits: Limits,
+    policy: FailurePolicy,
 }
 
 impl OperatorFactory for WasmOperatorFactory {
@@ -106,11 +114,10 @@ impl OperatorFactory for WasmOperatorFactory {
         _subtask: usize,
         _parallelism: usize,
     ) -> Result<Box<dyn Operator>, OperatorError> {
-        Ok(Box::new(WasmOperator::new(
-            &self.component,
-            self.config.clone(),
-            self.limits.clone(),
-        )))
+        Ok(Box::new(
+            WasmOperator::new(&self.component, self.config.clone(), self.limits.clone())
+                .with_failure_policy(self.policy),
+        ))
     }
 }
 
@@ -233,6 +240,12 @@ impl JobResolver<'_> {
         if let Some(t) = o.limits.time_per_call {
             limits.time_per_call = t.duration();
         }
+        if let Some(n) = o.limits.max_output_events {
+            limits.max_output_events = n;
+        }
+        if let Some(b) = o.limits.max_output_bytes {
+            limits.max_output_bytes = b.0;
+        }
         let config = o
             .config
             .into_iter()
@@ -244,10 +257,17 @@ impl JobResolver<'_> {
                 (k, v)
             })
             .collect();
+        let policy = match o.on_failure.as_deref() {
+            None => FailurePolicy::Fail,
+            Some(p) => p
+                .parse()
+                .map_err(|e| SpecError(format!("{field}.on_failure: {e}")))?,
+        };
         Ok(Arc::new(WasmOperatorFactory {
             component,
             config,
             limits,
+            policy,
         }))
     }
 }

@@ -494,7 +494,11 @@ fn run_local(cli: Cli) -> Result<()> {
                     cancelled = true;
                 }
                 let events = job.events();
-                for e in &events[reported..] {
+                // A failure for good is reported with the summary.
+                for e in events[reported..]
+                    .iter()
+                    .filter(|e| e.kind != sluice_core::runtime::JobEventKind::Failed)
+                {
                     eprintln!("{}sluice: {e}", if tty { "\r\x1b[K" } else { "" });
                 }
                 reported = events.len();

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sluice_tests::server::{TestServer, flights_spec};
+use sluice_tests::server::{POISON_KEY, TestServer, flights_spec, poison_spec};
 use sluice_tests::{flights, kill, plugins};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,15 +25,7 @@ fn start(dir: &Path, args: &[&str]) -> TestServer {
 }
 
 fn upload(server: &TestServer, wasm: &Path, name: &str, version: &str) -> Value {
-    let bytes = std::fs::read(wasm).unwrap();
-    let a = server.call(
-        "POST",
-        &format!("/v1/operators?name={name}&version={version}"),
-        Some("application/wasm"),
-        &bytes,
-    );
-    assert!(a.status == 201 || a.status == 200, "{a:?}");
-    a.body
+    server.upload(wasm, name, version)
 }
 
 /// The first `rows` rows of the flights file as a Parquet file in `dir`, and the exact
@@ -45,10 +37,7 @@ fn flights_slice(dir: &Path, rows: usize) -> (PathBuf, flights::Answer) {
 }
 
 fn submit(server: &TestServer, spec: &Value) -> String {
-    let a = server.post_json("/v1/jobs", spec);
-    assert_eq!(a.status, 201, "{a:?}");
-    assert_eq!(a.body["status"], "running");
-    a.body["id"].as_str().unwrap().to_string()
+    server.submit(spec)
 }
 
 #[test]
@@ -937,4 +926,44 @@ fn the_cli_uploads_submits_lists_savepoints_and_stops_through_the_api() {
     );
     let (ok, _, err) = cli(&server, TOKEN, &["job", "submit", "/nonexistent.yaml"]);
     assert!(!ok && err.contains("/nonexistent.yaml"), "{err}");
+}
+
+#[test]
+fn a_failed_jobs_exceptions_name_the_operator_subtask_and_key_groups() {
+    plugins::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), &[]);
+    upload(&server, &plugins::wasm("test_faults"), "faults", "1.0");
+    let id = submit(&server, &poison_spec(tmp.path(), "faults@1.0"));
+    let job = server.wait_for_end(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "failed", "{job}");
+    let exceptions = job["exceptions"].as_array().unwrap();
+    // One restart (the strategy allows one), then the failure that ended the job.
+    assert_eq!(exceptions.len(), 2, "{job}");
+    assert_eq!(
+        (&exceptions[0]["outcome"], &exceptions[1]["outcome"]),
+        (&json!("restarted"), &json!("failed"))
+    );
+    // Where: the poison key's key group, on the subtask that owns it (computed here
+    // from the key-group assignment, Flink's).
+    let max = job["graph"]["max_parallelism"].as_u64().unwrap() as usize;
+    let group = sluice_core::keygroup::key_group(POISON_KEY.as_bytes(), max);
+    let subtask = sluice_core::keygroup::subtask_for_key_group(group, 2, max);
+    for e in exceptions {
+        assert_eq!(e["vertex"], "faulty", "{e}");
+        assert_eq!(e["subtask"], subtask, "{e}");
+        let [first, last] =
+            [&e["key_groups"][0], &e["key_groups"][1]].map(|v| v.as_u64().unwrap() as usize);
+        assert!(first <= group && group <= last, "{group} in {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("poison record"),
+            "{e}"
+        );
+        assert!(
+            e["time"].as_i64().unwrap() >= job["submitted_at"].as_i64().unwrap(),
+            "{e}"
+        );
+    }
+    assert_eq!(job["last_error"], exceptions[1]["message"], "{job}");
+    assert_eq!(job["restarts"], 1);
 }

@@ -292,6 +292,13 @@ impl JobGraph {
                 .first()
                 .and_then(|i| formats[i.vertex].clone())
                 .unwrap_or(ValueFormat::Bytes),
+            // Dead-letter records are JSON (see `OperatorFailure`); other side outputs of
+            // operators are whatever the operator wrote.
+            (VertexKind::Operator { .. }, Some(side))
+                if side == crate::operator::DEAD_LETTER_OUTPUT =>
+            {
+                ValueFormat::Json
+            }
             (_, Some(_)) => ValueFormat::Bytes,
             _ => formats[input.vertex].clone().unwrap_or(ValueFormat::Bytes),
         }

@@ -15,6 +15,58 @@ pub trait Collector {
     fn collect_side(&mut self, output: &str, batch: Batch);
     /// Advances the watermark on the main output (ms since the epoch).
     fn collect_watermark(&mut self, watermark: i64);
+    /// Reports a failed call of a user operator: one it handled under its failure
+    /// policy (input skipped or dead-lettered, the job goes on), or one it is about to
+    /// return (counted; the job fails). The runtime counts it in the subtask's figures
+    /// and keeps the handled ones for the job's exception history. Default: ignored.
+    fn report_failure(&mut self, _failure: OperatorFailure) {}
+}
+
+/// The side output of a user operator that its `dead-letter` failure policy sends the
+/// records that fail to: JSON values describing the failure and the record.
+pub const DEAD_LETTER_OUTPUT: &str = "dead-letter";
+
+/// What kind of failure a user operator's call had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A WASM trap: `unreachable`, a guest panic, an out-of-bounds access, a stack
+    /// overflow.
+    Trap,
+    /// A limit of the sandbox was hit: memory, time per call, output per call.
+    Limit,
+    /// The guest returned a typed error.
+    Error,
+}
+
+/// What became of a failed call's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureHandling {
+    /// Nothing: the operator returns the error, and the job fails.
+    Failed,
+    /// The input of the call (`records` events, or timers) was dropped.
+    Skipped {
+        /// Events or timers dropped.
+        records: u64,
+    },
+    /// The record that made the call fail was found by bisecting the call's input and
+    /// sent to the `dead-letter` side output; the rest went on.
+    DeadLettered,
+}
+
+/// A failed call of a user operator, as [`Collector::report_failure`] gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorFailure {
+    /// When, ms since the epoch.
+    pub time: i64,
+    /// Trap, limit or error.
+    pub kind: FailureKind,
+    /// What became of the input.
+    pub handling: FailureHandling,
+    /// The error, naming the operator and subtask (with the guest's message and
+    /// backtrace where it gave them).
+    pub message: String,
+    /// The key of the dead-lettered record or the failing timer, for a keyed operator.
+    pub key: Option<Vec<u8>>,
 }
 
 /// A [`Collector`] that keeps everything an operator emits, in order: for testing an

@@ -368,10 +368,10 @@ fn a_corrupted_checkpoint_is_reported_and_the_one_before_is_used() {
     let s = Supervisor::start(g, StartFrom::Latest).unwrap();
     let events_log = s.events();
     assert!(
-        events_log.iter().any(
-            |e| e.contains(&format!("checkpoint {} cannot be used", ids[0]))
-                && e.contains("corrupted")
-        ),
+        events_log.iter().any(|e| e
+            .message
+            .contains(&format!("checkpoint {} cannot be used", ids[0]))
+            && e.message.contains("corrupted")),
         "{events_log:?}"
     );
     assert_eq!(finish(s), JobOutcome::Finished);

@@ -13,7 +13,10 @@ use crate::store::{OperatorStore, as_hash};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_core::checkpoint::SnapshotKind;
-use sluice_core::runtime::{JobMetrics, JobOutcome, StartFrom, Supervisor, SupervisorHandle};
+use sluice_core::operator::FailureHandling;
+use sluice_core::runtime::{
+    JobEvent, JobEventKind, JobMetrics, JobOutcome, StartFrom, Supervisor, SupervisorHandle,
+};
 use sluice_core::spec::{self, JobSpec};
 use sluice_core::time::now_ms;
 use std::collections::{BTreeMap, VecDeque};
@@ -71,6 +74,122 @@ pub struct SavepointInfo {
     pub stopped: bool,
 }
 
+/// One failure of a job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExceptionInfo {
+    /// When it happened, ms since the epoch.
+    pub time: i64,
+    /// The error: names the operator and subtask, and says what went wrong (a trap's
+    /// message with the guest's backtrace, where the guest has one).
+    pub message: String,
+    /// The vertex whose operator failed, when known.
+    pub vertex: Option<String>,
+    /// Its subtask, `0..parallelism`, when known.
+    pub subtask: Option<usize>,
+    /// The key groups that subtask owns, `[first, last]`, for a keyed vertex.
+    pub key_groups: Option<[usize; 2]>,
+    /// What followed.
+    pub outcome: ExceptionOutcome,
+}
+
+/// What followed a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExceptionOutcome {
+    /// The job restarted from its latest checkpoint (its restart strategy allowed it).
+    Restarted,
+    /// The job failed for good.
+    Failed,
+    /// The input of the failed call was dropped (the operator's `skip` policy).
+    Skipped,
+    /// The failing record went to the `dead-letter` side output (its `dead-letter`
+    /// policy); `key_groups` is its key's key group.
+    DeadLettered,
+}
+
+/// Reads `exceptions` of a job record: this server's shape, or messages alone (the
+/// records of earlier servers).
+fn exceptions_compat<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<ExceptionInfo>, D::Error> {
+    let values = Vec::<Value>::deserialize(d)?;
+    values
+        .into_iter()
+        .map(|v| match v {
+            Value::String(message) => Ok(ExceptionInfo {
+                time: 0,
+                outcome: if message.starts_with("the job failed") {
+                    ExceptionOutcome::Restarted
+                } else {
+                    ExceptionOutcome::Failed
+                },
+                message,
+                vertex: None,
+                subtask: None,
+                key_groups: None,
+            }),
+            other => serde_json::from_value(other).map_err(serde::de::Error::custom),
+        })
+        .collect()
+}
+
+/// The exception of a supervisor's failure event, with the key groups of its subtask
+/// when the vertex is keyed (Flink's key-group ranges per subtask).
+fn exception(graph: &GraphView, e: &JobEvent) -> ExceptionInfo {
+    let origin = e.origin.as_ref();
+    let key_groups = origin.and_then(|o| {
+        let v = graph.vertices.iter().find(|v| v.id == o.vertex)?;
+        let keyed = v.kind == "window"
+            || graph
+                .edges
+                .iter()
+                .any(|x| x.target == v.id && x.partitioning == "key_by");
+        let r =
+            sluice_core::keygroup::key_group_range(o.subtask, v.parallelism, graph.max_parallelism);
+        (keyed && !r.is_empty()).then(|| [r.start, r.end - 1])
+    });
+    ExceptionInfo {
+        time: e.time,
+        message: e.message.clone(),
+        vertex: origin.map(|o| o.vertex.clone()),
+        subtask: origin.map(|o| o.subtask),
+        key_groups,
+        outcome: if e.kind == JobEventKind::Restarted {
+            ExceptionOutcome::Restarted
+        } else {
+            ExceptionOutcome::Failed
+        },
+    }
+}
+
+/// The failures the operators of a run handled under their policies, with the key
+/// group of the failing record's key where it has one.
+fn handled_failures(graph: &GraphView, metrics: &JobMetrics) -> Vec<ExceptionInfo> {
+    let mut out = Vec::new();
+    for v in &metrics.vertices {
+        for (subtask, s) in v.subtasks.iter().enumerate() {
+            for f in s.failures.handled() {
+                let key_groups = f.key.as_ref().map(|k| {
+                    let kg = sluice_core::keygroup::key_group(k, graph.max_parallelism);
+                    [kg, kg]
+                });
+                out.push(ExceptionInfo {
+                    time: f.time,
+                    message: f.message,
+                    vertex: Some(v.id.clone()),
+                    subtask: Some(subtask),
+                    key_groups,
+                    outcome: match f.handling {
+                        FailureHandling::DeadLettered => ExceptionOutcome::DeadLettered,
+                        _ => ExceptionOutcome::Skipped,
+                    },
+                });
+            }
+        }
+    }
+    out
+}
+
 /// A job as the API shows it, and as its record is kept.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobInfo {
@@ -102,8 +221,10 @@ pub struct JobInfo {
     pub restored_from: Option<String>,
     /// The error that ended the job, or the latest failure it restarted after.
     pub last_error: Option<String>,
-    /// Failures it restarted after and checkpoints it could not use, oldest first.
-    pub exceptions: Vec<String>,
+    /// Its failures (Flink's exception history), oldest first: those it restarted after
+    /// and the one that ended it, over all runs.
+    #[serde(deserialize_with = "exceptions_compat")]
+    pub exceptions: Vec<ExceptionInfo>,
     /// Savepoints taken through the API, oldest first.
     pub savepoints: Vec<SavepointInfo>,
     /// Completed checkpoints and savepoints, oldest first.
@@ -204,15 +325,20 @@ fn live_info(st: &JobState) -> JobInfo {
         info.restarts += run.handle.restarts();
         info.checkpoints
             .extend(run.handle.checkpoints().iter().map(checkpoint_info));
-        let events = run.handle.events();
-        if let Some(last) = events
+        let failures: Vec<ExceptionInfo> = run
+            .handle
+            .events()
             .iter()
-            .rev()
-            .find(|e| e.starts_with("the job failed"))
-        {
-            info.last_error = Some(last.clone());
+            .filter(|e| e.kind != JobEventKind::CheckpointFallback)
+            .map(|e| exception(&info.graph, e))
+            .collect();
+        if let Some(last) = failures.last() {
+            info.last_error = Some(last.message.clone());
         }
-        info.exceptions.extend(events);
+        info.exceptions.extend(failures);
+        info.exceptions
+            .extend(handled_failures(&info.graph, &run.metrics));
+        info.exceptions.sort_by_key(|e| e.time);
     }
     info
 }

@@ -2,8 +2,8 @@
 //! started, and rates over the last sampling interval (about a second).
 
 use serde::{Deserialize, Serialize};
-use sluice_core::runtime::{JobMetrics, SubtaskMetrics, VertexMetrics};
-use std::sync::atomic::Ordering::Relaxed;
+use sluice_core::runtime::{FailureCounters, JobMetrics, SubtaskMetrics, VertexMetrics};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 use utoipa::ToSchema;
 
@@ -93,6 +93,40 @@ pub struct Figures {
     pub watermark: Option<i64>,
 }
 
+/// Failed calls of a vertex's user operator, summed over its subtasks, since the job
+/// started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct FailureFigures {
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Calls that hit a limit (memory, time, output).
+    pub limit_hits: u64,
+    /// Calls that returned an error or an invalid output.
+    pub errors: u64,
+    /// Events and timers dropped under the `skip` policy.
+    pub skipped_records: u64,
+    /// Records sent to the `dead-letter` side output.
+    pub dead_lettered_records: u64,
+}
+
+impl FailureFigures {
+    fn of(v: &VertexMetrics) -> FailureFigures {
+        let sum = |f: fn(&FailureCounters) -> &AtomicU64| {
+            v.subtasks
+                .iter()
+                .map(|s| f(&s.failures).load(Relaxed))
+                .sum()
+        };
+        FailureFigures {
+            traps: sum(|c| &c.traps),
+            limit_hits: sum(|c| &c.limit_hits),
+            errors: sum(|c| &c.errors),
+            skipped_records: sum(|c| &c.skipped_records),
+            dead_lettered_records: sum(|c| &c.dead_lettered_records),
+        }
+    }
+}
+
 /// Figures of one vertex.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VertexMetricsView {
@@ -111,6 +145,8 @@ pub struct VertexMetricsView {
     pub late_records: u64,
     /// Window results emitted, every firing (windows; 0 for other vertices).
     pub window_firings: u64,
+    /// Failed calls of its user operator (operators; 0 for other vertices).
+    pub failures: FailureFigures,
     /// Per subtask, in subtask order.
     pub subtasks: Vec<Figures>,
 }
@@ -196,6 +232,7 @@ fn vertex_view(
         figures: total,
         late_records: v.late_records(),
         window_firings: v.window_sum(|w| &w.firings),
+        failures: FailureFigures::of(v),
         subtasks,
     }
 }

@@ -42,7 +42,7 @@ mod runtime;
 mod state;
 
 pub use cache::CacheOutcome;
-pub use operator::{Grants, Limits, WasmOperator};
+pub use operator::{FailurePolicy, Grants, Limits, WasmOperator};
 pub use runtime::{LoadError, LoadedComponent, RuntimeConfig, RuntimeError, WasmRuntime};
 
 /// The WIT package version this host implements.

@@ -1,8 +1,13 @@
 //! Misbehaves on purpose, for the host's tests. Config `mode`:
 //!
-//! - `trap-on`: panics with `poison record: <value>` on the event whose value equals
-//!   config `poison`; passes other events through.
+//! - `trap-on`: panics with `poison record: <value>` on an event whose value equals
+//!   config `poison` (several values separated by `|`); passes other events through.
+//! - `count-trap-on` (keyed input): counts the events of each key in value state `n`,
+//!   then panics on a poison event as `trap-on` does (after counting it, so that a
+//!   host that does not roll the call's state back counts it), else emits the event
+//!   with the key's count as its value (decimal text).
 //! - `memory-bomb`: allocates until memory runs out.
+//! - `flood`: emits each event 1,000 times.
 //! - `infinite-loop`: never returns from `process`.
 //! - `error`: returns an `invalid-input` error.
 //! - `init-error`: `init` returns `invalid-config`.
@@ -11,11 +16,13 @@
 //!   the epoch, i64 little-endian).
 //! - `sleep`: sleeps for a minute in `process` (the host must refuse to block).
 
-use sluice_guest::{Config, Emitter, Error, Event, Operator};
+use sluice_guest::{Config, Emitter, Error, Event, Operator, ValueState};
 
 enum Mode {
-    TrapOn(Vec<u8>),
+    TrapOn(Vec<Vec<u8>>),
+    CountTrapOn(Vec<Vec<u8>>, ValueState<u64>),
     MemoryBomb,
+    Flood,
     InfiniteLoop,
     Error,
     Side,
@@ -31,8 +38,10 @@ struct Faults {
 impl Operator for Faults {
     fn init(config: &Config) -> Result<Self, Error> {
         let mode = match config.require("mode")? {
-            "trap-on" => Mode::TrapOn(config.require("poison")?.as_bytes().to_vec()),
+            "trap-on" => Mode::TrapOn(poison(config)?),
+            "count-trap-on" => Mode::CountTrapOn(poison(config)?, ValueState::declare("n")?),
             "memory-bomb" => Mode::MemoryBomb,
+            "flood" => Mode::Flood,
             "infinite-loop" => Mode::InfiniteLoop,
             "error" => Mode::Error,
             "side" => Mode::Side,
@@ -58,15 +67,29 @@ impl Operator for Faults {
     fn process(&mut self, event: Event<'_>, out: &mut Emitter) -> Result<(), Error> {
         match &self.mode {
             Mode::TrapOn(poison) => {
-                if event.value == poison.as_slice() {
+                if poison.iter().any(|p| event.value == p.as_slice()) {
                     panic!("poison record: {}", String::from_utf8_lossy(event.value));
                 }
+            }
+            Mode::CountTrapOn(poison, n) => {
+                let count = n.get_or_default(&event)? + 1;
+                n.set(&event, &count)?;
+                if poison.iter().any(|p| event.value == p.as_slice()) {
+                    panic!("poison record: {}", String::from_utf8_lossy(event.value));
+                }
+                out.emit(event.timestamp, event.key, count.to_string().as_bytes());
+                return Ok(());
             }
             Mode::MemoryBomb => loop {
                 let mut chunk = vec![0u8; 1 << 20];
                 chunk[0] = 1;
                 self.hoard.push(chunk);
             },
+            Mode::Flood => {
+                for _ in 0..999 {
+                    out.emit(event.timestamp, event.key, event.value);
+                }
+            }
             Mode::InfiniteLoop => {
                 let mut i: u64 = 0;
                 loop {
@@ -92,6 +115,15 @@ impl Operator for Faults {
         out.emit(event.timestamp, event.key, event.value);
         Ok(())
     }
+}
+
+/// Config `poison`: values separated by `|`.
+fn poison(config: &Config) -> Result<Vec<Vec<u8>>, Error> {
+    Ok(config
+        .require("poison")?
+        .split('|')
+        .map(|p| p.as_bytes().to_vec())
+        .collect())
 }
 
 sluice_guest::export_operator!(Faults);

@@ -1,6 +1,7 @@
 //! An operator chain running in one subtask thread: operators joined by forward edges
 //! call each other directly; the chain's outputs leave through gates.
 
+use super::FailureOrigin;
 use super::gate::{Disconnected, Gate, StreamElement};
 use super::metrics::SubtaskMetrics;
 use crate::batch::Batch;
@@ -15,8 +16,8 @@ use std::sync::atomic::Ordering::Relaxed;
 /// Why a chain stopped early.
 #[derive(Debug)]
 pub enum ChainError {
-    /// An operator failed.
-    Operator(OperatorError),
+    /// An operator failed, in this subtask when known.
+    Operator(OperatorError, Option<FailureOrigin>),
     /// A downstream subtask is gone (it failed, or the job was cancelled).
     Disconnected,
     /// Every upstream subtask is gone without ending its stream (one failed).
@@ -25,7 +26,7 @@ pub enum ChainError {
 
 impl From<OperatorError> for ChainError {
     fn from(e: OperatorError) -> Self {
-        ChainError::Operator(e)
+        ChainError::Operator(e, None)
     }
 }
 
@@ -82,9 +83,19 @@ struct LinkOutput<'a> {
     rest: &'a mut [ChainLink],
     chained: bool,
     error: &'a mut Option<ChainError>,
+    /// The link's vertex id and subtask, for failures.
+    vertex_id: &'a str,
+    subtask: usize,
 }
 
 impl LinkOutput<'_> {
+    fn origin(&self) -> FailureOrigin {
+        FailureOrigin {
+            vertex: self.vertex_id.to_string(),
+            subtask: self.subtask,
+        }
+    }
+
     fn fail(&mut self, e: ChainError) {
         if self.error.is_none() {
             *self.error = Some(e);
@@ -100,12 +111,14 @@ impl Collector for LinkOutput<'_> {
         if let Some(who) = self.check_json
             && let Some(e) = invalid_json(&batch)
         {
-            self.fail(ChainError::Operator(OperatorError::Fault {
+            let fault = OperatorError::Fault {
                 context: who.to_string(),
                 message: format!(
                     "emitted a value that is not JSON, but its output format is json: {e}"
                 ),
-            }));
+            };
+            let origin = self.origin();
+            self.fail(ChainError::Operator(fault, Some(origin)));
             return;
         }
         self.metrics
@@ -152,6 +165,10 @@ impl Collector for LinkOutput<'_> {
                 self.metrics.unrouted_side_records.fetch_add(n, Relaxed);
             }
         }
+    }
+
+    fn report_failure(&mut self, failure: crate::operator::OperatorFailure) {
+        self.metrics.failures.record(failure);
     }
 
     fn collect_watermark(&mut self, watermark: i64) {
@@ -224,9 +241,12 @@ fn deliver(
         rest,
         chained: link.chained,
         error,
+        vertex_id: &link.vertex_id,
+        subtask: link.subtask,
     };
     if let Err(e) = f(link.operator.as_mut(), &mut out) {
-        out.fail(ChainError::Operator(e));
+        let origin = out.origin();
+        out.fail(ChainError::Operator(e, Some(origin)));
         return;
     }
     let wm = link.metrics.watermark.load(Relaxed);
@@ -322,12 +342,27 @@ impl Chain {
         let _ = std::fs::remove_dir_all(&dir);
         let mut states = Vec::with_capacity(self.links.len());
         for (i, link) in self.links.iter_mut().enumerate() {
-            let operator_state = link.operator.snapshot_operator_state(barrier.id)?;
+            let operator_state =
+                link.operator
+                    .snapshot_operator_state(barrier.id)
+                    .map_err(|e| {
+                        let origin = FailureOrigin {
+                            vertex: link.vertex_id.clone(),
+                            subtask: link.subtask,
+                        };
+                        ChainError::Operator(e, Some(origin))
+                    })?;
             let fault = |e: String| {
-                ChainError::Operator(OperatorError::Fault {
-                    context: format!("'{}' (subtask {})", link.vertex_id, link.subtask + 1),
-                    message: format!("snapshot for checkpoint {} failed: {e}", barrier.id),
-                })
+                ChainError::Operator(
+                    OperatorError::Fault {
+                        context: format!("'{}' (subtask {})", link.vertex_id, link.subtask + 1),
+                        message: format!("snapshot for checkpoint {} failed: {e}", barrier.id),
+                    },
+                    Some(FailureOrigin {
+                        vertex: link.vertex_id.clone(),
+                        subtask: link.subtask,
+                    }),
+                )
             };
             let keyed = match (link.operator.keyed_state(), &link.uploaded) {
                 (Some(store), Some(uploaded)) => {

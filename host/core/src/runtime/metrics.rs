@@ -1,7 +1,67 @@
+use crate::operator::{FailureHandling, FailureKind, OperatorFailure};
 use crate::window::WindowCounters;
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// How many handled failures a subtask keeps for the exception history (the oldest go
+/// first; the counters count them all).
+pub const KEPT_FAILURES: usize = 100;
+
+/// Failed calls of a subtask's user operator, counted by kind and handling.
+#[derive(Debug, Default)]
+pub struct FailureCounters {
+    /// Calls that trapped.
+    pub traps: AtomicU64,
+    /// Calls that hit a limit (memory, time, output).
+    pub limit_hits: AtomicU64,
+    /// Calls that returned an error.
+    pub errors: AtomicU64,
+    /// Events and timers dropped by the `skip` policy.
+    pub skipped_records: AtomicU64,
+    /// Records sent to the `dead-letter` side output.
+    pub dead_lettered_records: AtomicU64,
+    /// The latest handled failures (skipped or dead-lettered), at most
+    /// [`KEPT_FAILURES`], oldest first.
+    handled: Mutex<VecDeque<OperatorFailure>>,
+}
+
+impl FailureCounters {
+    /// Counts `f`, and keeps it if it was handled.
+    pub fn record(&self, f: OperatorFailure) {
+        match f.kind {
+            FailureKind::Trap => &self.traps,
+            FailureKind::Limit => &self.limit_hits,
+            FailureKind::Error => &self.errors,
+        }
+        .fetch_add(1, Relaxed);
+        match f.handling {
+            FailureHandling::Failed => return,
+            FailureHandling::Skipped { records } => {
+                self.skipped_records.fetch_add(records, Relaxed);
+            }
+            FailureHandling::DeadLettered => {
+                self.dead_lettered_records.fetch_add(1, Relaxed);
+            }
+        }
+        let mut kept = self.handled.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == KEPT_FAILURES {
+            kept.pop_front();
+        }
+        kept.push_back(f);
+    }
+
+    /// The handled failures kept, oldest first.
+    pub fn handled(&self) -> Vec<OperatorFailure> {
+        self.handled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
 
 /// Live figures of one subtask of one vertex. All counters only grow.
 #[derive(Debug)]
@@ -29,6 +89,8 @@ pub struct SubtaskMetrics {
     /// through its whole operator chain, less the time it was backpressured: Flink's
     /// busy time. Chained vertices run in one thread and report the same figure.
     pub busy_ns: AtomicU64,
+    /// Failed calls of its user operator.
+    pub failures: FailureCounters,
 }
 
 impl Default for SubtaskMetrics {
@@ -43,6 +105,7 @@ impl Default for SubtaskMetrics {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
+            failures: FailureCounters::default(),
         }
     }
 }

@@ -15,9 +15,9 @@ mod restart;
 mod supervisor;
 mod task;
 
-pub use metrics::{JobMetrics, SubtaskMetrics, VertexMetrics};
+pub use metrics::{FailureCounters, JobMetrics, KEPT_FAILURES, SubtaskMetrics, VertexMetrics};
 pub use restart::RestartStrategy;
-pub use supervisor::{JobOutcome, StartFrom, Supervisor, SupervisorHandle};
+pub use supervisor::{JobEvent, JobEventKind, JobOutcome, StartFrom, Supervisor, SupervisorHandle};
 
 use crate::checkpoint::coordinator::{
     CheckpointStats, Coordinator, CoordinatorSetup, CoordinatorShared, Request,
@@ -37,42 +37,70 @@ use task::{InboundTask, SourceTask, TaskCheckpointing};
 #[error("{0}")]
 pub struct JobError(pub String);
 
+/// Where a failure happened: the subtask of a vertex whose operator failed (Flink's
+/// exception history names the task and subtask the same way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureOrigin {
+    /// The vertex id from the job spec.
+    pub vertex: String,
+    /// The subtask index, `0..parallelism`.
+    pub subtask: usize,
+}
+
+/// A recorded failure: the error, whether it is a cause (`false`: only a symptom, such
+/// as a channel that closed because another subtask died, which a cause replaces), and
+/// where it happened when known.
+struct Recorded {
+    error: JobError,
+    cause: bool,
+    origin: Option<FailureOrigin>,
+}
+
 /// Shared between a job's threads: the first failure, and the cancel flag.
 #[derive(Default)]
 struct JobState {
-    /// The first failure; `true` when it is a cause, `false` when it is only a symptom
-    /// (a channel that closed because another subtask died), which a cause replaces.
-    error: Mutex<Option<(JobError, bool)>>,
+    error: Mutex<Option<Recorded>>,
     cancelled: AtomicBool,
 }
 
 impl JobState {
     /// Records a failure that is a cause, and stops the job.
     fn fail(&self, e: JobError) {
-        self.record(e, true);
+        self.record(e, true, None);
+    }
+
+    /// Records a failure that is a cause and where it happened, and stops the job.
+    fn fail_at(&self, e: JobError, origin: Option<FailureOrigin>) {
+        self.record(e, true, origin);
     }
 
     /// Records a symptom: kept only if no cause is ever recorded.
     fn fail_symptom(&self, e: JobError) {
-        self.record(e, false);
+        self.record(e, false, None);
     }
 
-    fn record(&self, e: JobError, cause: bool) {
+    fn record(&self, error: JobError, cause: bool, origin: Option<FailureOrigin>) {
         let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
-        match &*slot {
-            None => *slot = Some((e, cause)),
-            Some((_, false)) if cause => *slot = Some((e, cause)),
-            Some(_) => {}
+        let replace = match &*slot {
+            None => true,
+            Some(r) => cause && !r.cause,
+        };
+        if replace {
+            *slot = Some(Recorded {
+                error,
+                cause,
+                origin,
+            });
         }
         self.cancelled.store(true, Relaxed);
     }
 
-    fn take_error(&self) -> Option<JobError> {
+    fn take_error(&self) -> Option<(JobError, Option<FailureOrigin>)> {
         self.error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .map(|(e, _)| e)
+            .map(|r| (r.error, r.origin))
     }
 }
 
@@ -142,6 +170,12 @@ impl RunningJob {
 
     /// Waits for every subtask. Returns the first failure, if any.
     pub fn join(self) -> Result<(), JobError> {
+        self.join_with_origin().map_err(|(e, _)| e)
+    }
+
+    /// Waits for every subtask, as [`RunningJob::join`]; a failure comes with the
+    /// subtask it happened in, when it is known (an operator's failure).
+    pub fn join_with_origin(self) -> Result<(), (JobError, Option<FailureOrigin>)> {
         for (name, t) in self.threads {
             // Subtasks catch their own panics; this is for one in the catching itself.
             if let Err(panic) = t.join() {

@@ -4,7 +4,7 @@
 //! one process. A checkpoint whose files are missing or corrupted is reported and the
 //! one before it is used.
 
-use super::{JobError, JobMetrics, RunningJob, start_with};
+use super::{FailureOrigin, JobError, JobMetrics, RunningJob, start_with};
 use crate::checkpoint::{CheckpointStats, RestorePoint, checkpoint_folder, list_checkpoints};
 use crate::graph::JobGraph;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
@@ -41,6 +41,37 @@ pub enum JobOutcome {
     },
 }
 
+/// What an event of a supervised job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEventKind {
+    /// The job failed, and restarts (as its restart strategy allows).
+    Restarted,
+    /// The job failed for good: its restart strategy allows no more restarts.
+    Failed,
+    /// A checkpoint could not be used, and an older one was.
+    CheckpointFallback,
+}
+
+/// Something that happened to a supervised job: its failures (Flink's exception
+/// history) and checkpoint fallbacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEvent {
+    /// When, ms since the epoch.
+    pub time: i64,
+    /// What.
+    pub kind: JobEventKind,
+    /// The message: for a failure, the error, which names the operator and subtask.
+    pub message: String,
+    /// For a failure: the vertex and subtask it happened in, when known.
+    pub origin: Option<FailureOrigin>,
+}
+
+impl std::fmt::Display for JobEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 struct Shared {
     cancelled: AtomicBool,
     restarts: AtomicU32,
@@ -48,8 +79,8 @@ struct Shared {
     /// A stop-with-savepoint is under way.
     stopping: Mutex<bool>,
     history: Mutex<Vec<CheckpointStats>>,
-    /// What happened, for the owner's log: restarts, fallbacks.
-    events: Mutex<Vec<String>>,
+    /// What happened, for the owner's log: failures, fallbacks.
+    events: Mutex<Vec<JobEvent>>,
     /// The folder the running attempt restored from (`None`: from scratch).
     restored_from: Mutex<Option<String>>,
 }
@@ -110,9 +141,9 @@ impl SupervisorHandle {
         self.shared.restarts.load(Relaxed)
     }
 
-    /// Restarts and checkpoint fallbacks so far, as messages (each restart's says why
-    /// the job failed).
-    pub fn events(&self) -> Vec<String> {
+    /// Failures and checkpoint fallbacks so far, oldest first (each failure's message
+    /// says why the job failed).
+    pub fn events(&self) -> Vec<JobEvent> {
         lock(&self.shared.events).clone()
     }
 
@@ -189,8 +220,8 @@ impl Supervisor {
         self.handle.restarts()
     }
 
-    /// Restarts and checkpoint fallbacks so far, as messages.
-    pub fn events(&self) -> Vec<String> {
+    /// Failures and checkpoint fallbacks so far (see [`SupervisorHandle::events`]).
+    pub fn events(&self) -> Vec<JobEvent> {
         self.handle.events()
     }
 
@@ -235,9 +266,14 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    fn event(&self, msg: String) {
-        tracing::warn!("{msg}");
-        lock(&self.shared.events).push(msg);
+    fn event(&self, kind: JobEventKind, message: String, origin: Option<FailureOrigin>) {
+        tracing::warn!("{message}");
+        lock(&self.shared.events).push(JobEvent {
+            time: crate::time::now_ms(),
+            kind,
+            message,
+            origin,
+        });
     }
 
     /// The restore point for `from`.
@@ -276,9 +312,13 @@ impl<'a> Attempt<'a> {
                         .and_then(|p| p.verify(&scratch).map(|_| p))
                     {
                         Ok(p) => return Ok(Some(p)),
-                        Err(e) => self.event(format!(
-                            "checkpoint {id} cannot be used ({e}); falling back to the one before"
-                        )),
+                        Err(e) => self.event(
+                            JobEventKind::CheckpointFallback,
+                            format!(
+                                "checkpoint {id} cannot be used ({e}); falling back to the one before"
+                            ),
+                            None,
+                        ),
                     }
                 }
                 Ok(None)
@@ -315,7 +355,7 @@ fn supervise(
         let history = finished.checkpoints();
         let result = loop {
             match Arc::try_unwrap(finished) {
-                Ok(j) => break j.join(),
+                Ok(j) => break j.join_with_origin(),
                 Err(held) => {
                     // A savepoint request still holds it: wait for the holder to let go.
                     finished = held;
@@ -352,7 +392,7 @@ fn supervise(
             }
             Err(e) => e,
         };
-        let mut err = err;
+        let (mut err, mut origin) = err;
         loop {
             if shared.cancelled.load(Relaxed) {
                 return Err(err);
@@ -360,19 +400,25 @@ fn supervise(
             failures += 1;
             let Some(delay) = graph.durability.restart.delay(failures) else {
                 let n = failures - 1;
-                return Err(if n == 0 {
+                let err = if n == 0 {
                     err
                 } else {
                     JobError(format!(
                         "{err} (after {n} restart{})",
                         if n == 1 { "" } else { "s" }
                     ))
-                });
+                };
+                attempt.event(JobEventKind::Failed, err.0.clone(), origin);
+                return Err(err);
             };
-            attempt.event(format!(
-                "the job failed: {err}; restart {failures} of {} in {delay:?}",
-                graph.durability.restart.attempts()
-            ));
+            attempt.event(
+                JobEventKind::Restarted,
+                format!(
+                    "the job failed: {err}; restart {failures} of {} in {delay:?}",
+                    graph.durability.restart.attempts()
+                ),
+                origin.take(),
+            );
             let until = Instant::now() + delay;
             while Instant::now() < until {
                 if shared.cancelled.load(Relaxed) {

@@ -41,7 +41,7 @@ pub(super) fn spawn(
 
 fn report(state: &JobState, e: ChainError) {
     match e {
-        ChainError::Operator(e) => state.fail(JobError(e.to_string())),
+        ChainError::Operator(e, origin) => state.fail_at(JobError(e.to_string()), origin),
         // A consumer is gone: the one that failed reported why, or the job was cancelled.
         ChainError::Disconnected | ChainError::UpstreamGone => {
             if !state.cancelled.load(Relaxed) {

@@ -8,6 +8,7 @@ mod backend;
 pub mod conformance;
 mod heap;
 mod heap_kv;
+mod journal;
 pub mod kvfile;
 pub mod layout;
 mod store;

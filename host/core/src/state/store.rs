@@ -11,6 +11,7 @@
 //! `cleanupIncrementally`) and left out of savepoints. List elements expire one by one.
 
 use super::backend::{KvBackend, StateError};
+use super::journal::Journaled;
 use super::layout::{key_groups_range, parse, prefix_end, write_prefix};
 use crate::keygroup::key_group;
 use std::collections::BTreeSet;
@@ -90,7 +91,7 @@ pub fn system_clock() -> Clock {
 /// it or it is of another kind than the method's; reading a stored list that is not in
 /// the store's encoding fails too.
 pub struct KeyedStateStore {
-    backend: Box<dyn KvBackend>,
+    backend: Journaled,
     max_parallelism: usize,
     key_groups: Range<usize>,
     states: Vec<StateDescriptor>,
@@ -120,7 +121,7 @@ impl KeyedStateStore {
         clock: Clock,
     ) -> Result<Self, StateError> {
         let mut store = KeyedStateStore {
-            backend,
+            backend: Journaled::new(backend),
             max_parallelism,
             key_groups,
             states: Vec::new(),
@@ -141,7 +142,37 @@ impl KeyedStateStore {
 
     /// The backend (for snapshots).
     pub fn backend_mut(&mut self) -> &mut dyn KvBackend {
-        self.backend.as_mut()
+        &mut self.backend
+    }
+
+    /// Starts journaling writes (state, timers), unless it is on, so that
+    /// [`KeyedStateStore::rollback_to`] can undo them: around guest calls that a failure
+    /// policy may retry on part of their input or skip. Each write then reads the value
+    /// it replaces first.
+    pub fn begin(&mut self) {
+        self.backend.begin();
+    }
+
+    /// A point to roll back to (see [`KeyedStateStore::rollback_to`]).
+    pub fn savepoint(&self) -> usize {
+        self.backend.savepoint()
+    }
+
+    /// Keeps every write and stops journaling.
+    pub fn commit(&mut self) {
+        self.backend.commit();
+    }
+
+    /// Undoes the writes since `savepoint` (timers registered, deleted or fired
+    /// included); journaling goes on.
+    ///
+    /// Errors: the backend failed while restoring (the state is then unusable).
+    pub fn rollback_to(&mut self, savepoint: usize) -> Result<(), StateError> {
+        if !self.backend.is_open() || self.backend.savepoint() == savepoint {
+            return Ok(());
+        }
+        self.backend.rollback_to(savepoint)?;
+        self.index_timers()
     }
 
     /// The states declared so far, indexed by [`StateId`].
@@ -752,6 +783,51 @@ mod tests {
             kind,
             ttl_ms,
         }
+    }
+
+    /// A rollback undoes the state writes and the timers registered, deleted and fired
+    /// since `begin`; a commit keeps them.
+    #[test]
+    fn rollback_undoes_state_and_timers_since_begin() {
+        let mut s = store();
+        let v = s.declare(desc("v", StateKind::Value, None)).unwrap();
+        let l = s.declare(desc("l", StateKind::List, None)).unwrap();
+        s.set_current_key(b"k1");
+        s.value_set(v, b"one").unwrap();
+        s.register_timer(TimeDomain::EventTime, 10).unwrap();
+        s.register_timer(TimeDomain::EventTime, 20).unwrap();
+
+        s.begin();
+        s.value_set(v, b"two").unwrap();
+        s.list_append(l, b"x").unwrap();
+        s.delete_timer(TimeDomain::EventTime, 20).unwrap();
+        s.register_timer(TimeDomain::EventTime, 5).unwrap();
+        let fired = s.pop_due_timers(TimeDomain::EventTime, 10, 10).unwrap();
+        assert_eq!(fired.len(), 2);
+        s.set_current_key(b"k2");
+        s.value_set(v, b"other").unwrap();
+        s.rollback_to(0).unwrap();
+        s.commit();
+
+        assert_eq!(s.value_get(v).unwrap(), None);
+        s.set_current_key(b"k1");
+        assert_eq!(s.value_get(v).unwrap().as_deref(), Some(&b"one"[..]));
+        assert!(s.list_get(l).unwrap().is_empty());
+        assert_eq!(s.timer_count(), 2);
+        assert_eq!(s.next_timer(TimeDomain::EventTime), Some(10));
+        let due: Vec<i64> = s
+            .pop_due_timers(TimeDomain::EventTime, 100, 10)
+            .unwrap()
+            .iter()
+            .map(|t| t.time)
+            .collect();
+        assert_eq!(due, [10, 20]);
+
+        s.begin();
+        s.value_set(v, b"three").unwrap();
+        s.commit();
+        s.rollback_to(0).unwrap();
+        assert_eq!(s.value_get(v).unwrap().as_deref(), Some(&b"three"[..]));
     }
 
     /// A new version of an operator declares the restored states in another order: each

@@ -53,10 +53,18 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A failure series: name, help, and its values with their `kind` label (empty: none).
+type FailureSeries = (
+    &'static str,
+    &'static str,
+    fn(&crate::metrics::FailureFigures) -> Vec<(&'static str, u64)>,
+);
+
 /// Figures of every job in the Prometheus text format (0.0.4): per job its status,
 /// restarts and completed checkpoints; per subtask of every vertex records and bytes in
 /// and out, busy and backpressured seconds, and the watermark; per window vertex its
-/// late records.
+/// late records; per operator vertex its failed calls by kind, and its skipped and
+/// dead-lettered records.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -234,6 +242,51 @@ fn render(jobs: &Snapshot, operators: usize) -> String {
                 label(&v.id),
                 v.late_records
             );
+        }
+    }
+    let failures: [FailureSeries; 3] = [
+        (
+            "sluice_operator_failures_total",
+            "Failed calls of user operators, by kind: trap, limit or error.",
+            |f| {
+                vec![
+                    ("trap", f.traps),
+                    ("limit", f.limit_hits),
+                    ("error", f.errors),
+                ]
+            },
+        ),
+        (
+            "sluice_skipped_records_total",
+            "Events and timers dropped under the skip failure policy.",
+            |f| vec![("", f.skipped_records)],
+        ),
+        (
+            "sluice_dead_lettered_records_total",
+            "Records sent to the dead-letter side output.",
+            |f| vec![("", f.dead_lettered_records)],
+        ),
+    ];
+    for (name, help, get) in failures {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (j, m) in jobs {
+            let Some(m) = m else { continue };
+            for v in m.vertices.iter().filter(|v| v.kind == "operator") {
+                for (kind, n) in get(&v.failures) {
+                    let kind = if kind.is_empty() {
+                        String::new()
+                    } else {
+                        format!(",kind=\"{kind}\"")
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{name}{{{},vertex=\"{}\"{kind}}} {n}",
+                        job_labels(j),
+                        label(&v.id)
+                    );
+                }
+            }
         }
     }
     out

@@ -5,7 +5,9 @@ use crate::bindings::sluice::operator::{host, types};
 use crate::pipe::CapturePipe;
 use crate::runtime::{EPOCH_TICK, LoadedComponent};
 use crate::state::{CallKind, Scope};
+pub use failure::FailurePolicy;
 use sluice_core::batch::{Batch, Headers, WatermarkMark};
+use sluice_core::operator::FailureKind;
 use sluice_core::operator::{Collector, Operator, OperatorContext, OperatorError, StateContext};
 use sluice_core::state::{Clock, KeyedStateStore, TimeDomain, Timer, system_clock};
 use std::sync::Arc;
@@ -37,6 +39,12 @@ pub struct Limits {
     /// Bytes of the guest's stdout and of its stderr kept between two calls (64 KiB each
     /// by default; the oldest bytes are dropped beyond it, never failing the guest).
     pub output_capture_bytes: usize,
+    /// Most events one call may emit, main and side outputs together (1,000,000 by
+    /// default); more is a limit fault.
+    pub max_output_events: usize,
+    /// Most bytes of keys and values one call may emit (256 MiB by default); more is a
+    /// limit fault.
+    pub max_output_bytes: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +57,8 @@ impl Default for Limits {
             max_tables: 20,
             max_memories: 4,
             output_capture_bytes: 64 << 10,
+            max_output_events: 1_000_000,
+            max_output_bytes: 256 << 20,
         }
     }
 }
@@ -208,6 +218,8 @@ struct Instance {
 /// How much of the guest's stderr a fault message quotes.
 const STDERR_TAIL: usize = 4096;
 
+mod failure;
+
 /// A WASM operator component instance behind [`sluice_core::Operator`]: one per subtask.
 ///
 /// [`Operator::open`] instantiates the component in a fresh [`Store`] (from the
@@ -251,6 +263,12 @@ pub struct WasmOperator {
     clock: Clock,
     /// The watermark while no instance holds it.
     parked_watermark: i64,
+    /// What a failed call leads to.
+    policy: FailurePolicy,
+    /// Who it is (from `open`), for dead-letter records.
+    identity: Option<OperatorContext>,
+    /// The kind of the last failed call's failure.
+    last_failure: Option<FailureKind>,
 }
 
 impl std::fmt::Debug for WasmOperator {
@@ -289,7 +307,16 @@ impl WasmOperator {
             parked_keyed: None,
             clock: system_clock(),
             parked_watermark: i64::MIN,
+            policy: FailurePolicy::Fail,
+            identity: None,
+            last_failure: None,
         }
+    }
+
+    /// Sets what a failed call leads to (see [`FailurePolicy`]; default: fail the job).
+    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> WasmOperator {
+        self.policy = policy;
+        self
     }
 
     /// Grants the operator more than the default sandbox (see [`Grants`]). Takes effect
@@ -390,12 +417,22 @@ impl WasmOperator {
         let stderr_tail = forward_output(inst, &self.context);
         match result {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(CallError::Returned(e)),
+            Ok(Err(e)) => {
+                self.last_failure = Some(FailureKind::Error);
+                Err(CallError::Returned(e))
+            }
             Err(e) => {
                 let limiter = &inst.store.data().limiter;
                 let refused = limiter
                     .memory_refused
                     .map(|(cur, want)| (cur, want, limiter.max_memory));
+                let limit_hit =
+                    refused.is_some() || e.downcast_ref::<Trap>() == Some(&Trap::Interrupt);
+                self.last_failure = Some(if limit_hit {
+                    FailureKind::Limit
+                } else {
+                    FailureKind::Trap
+                });
                 let message = describe_trap(&e, what, &self.limits, refused, &stderr_tail);
                 self.park_instance_state();
                 self.instance = None;
@@ -403,6 +440,29 @@ impl WasmOperator {
                 Err(CallError::Fault(message))
             }
         }
+    }
+
+    /// Starts a fresh instance and calls its `init` with the configuration; the keyed
+    /// store and watermark move over from the old one (on `open`, and after a failed
+    /// call under a tolerant policy: an instance is never reused after a failure).
+    fn start_instance(&mut self) -> Result<(), OperatorError> {
+        self.park_instance_state();
+        self.instance = None;
+        self.dead = None;
+        let instance = self.instantiate().map_err(|m| self.fault(m))?;
+        self.instance = Some(instance);
+        let config = self.config.clone();
+        let init = self.call("init", |inst| {
+            inst.bindings
+                .sluice_operator_operator()
+                .call_init(&mut inst.store, &config)
+        });
+        init.map_err(|e| {
+            // An operator whose init failed is not open: later calls are errors.
+            self.park_instance_state();
+            self.instance = None;
+            self.to_operator_error(e)
+        })
     }
 
     /// Moves the keyed store and watermark out of the instance (which is going away).
@@ -476,6 +536,42 @@ impl WasmOperator {
             r
         })
         .map_err(|e| self.to_operator_error(e))
+        .and_then(|output| self.check_output(output, "process"))
+    }
+
+    /// Checks what one call emitted against the output limits.
+    fn check_output(
+        &mut self,
+        output: types::ProcessOutput,
+        what: &str,
+    ) -> Result<types::ProcessOutput, OperatorError> {
+        let batches = std::iter::once(&output.main).chain(output.side.iter().map(|s| &s.batch));
+        let (mut events, mut bytes) = (0usize, 0usize);
+        for b in batches {
+            events += b.events.timestamps.len();
+            bytes += b.events.key_data.len() + b.events.value_data.len();
+        }
+        let over = if events > self.limits.max_output_events {
+            Some(format!(
+                "{events} events, more than its limit of {} per call (limits.max_output_events)",
+                self.limits.max_output_events
+            ))
+        } else if bytes > self.limits.max_output_bytes {
+            Some(format!(
+                "{} of keys and values, more than its limit of {} per call (limits.max_output_bytes)",
+                mib(bytes),
+                mib(self.limits.max_output_bytes)
+            ))
+        } else {
+            None
+        };
+        match over {
+            None => Ok(output),
+            Some(why) => {
+                self.last_failure = Some(FailureKind::Limit);
+                Err(self.fault(format!("{what} emitted {why}")))
+            }
+        }
     }
 
     /// The limit the last call ended with (its length if it did not change).
@@ -484,10 +580,23 @@ impl WasmOperator {
     }
 
     /// Delivers `due` timers of `domain` through `on-timers` and adds what the guest
-    /// emitted to `outs`.
+    /// emitted to `outs`; under a tolerant policy, a failure is handled there.
     fn fire(
         &mut self,
         due: Vec<Timer>,
+        domain: TimeDomain,
+        outs: &mut Outputs,
+    ) -> Result<(), OperatorError> {
+        if self.policy == FailurePolicy::Fail {
+            return self.fire_call(&due, domain, outs);
+        }
+        self.fire_tolerant(due, domain, outs)
+    }
+
+    /// One `on-timers` call for `due`.
+    fn fire_call(
+        &mut self,
+        due: &[Timer],
         domain: TimeDomain,
         outs: &mut Outputs,
     ) -> Result<(), OperatorError> {
@@ -524,7 +633,8 @@ impl WasmOperator {
                 s.timers = None;
                 r
             })
-            .map_err(|e| self.to_operator_error(e))?;
+            .map_err(|e| self.to_operator_error(e))
+            .and_then(|output| self.check_output(output, "on-timers"))?;
         let limit = self.last_limit();
         self.add_output(outs, output, &[], limit, n)
     }
@@ -587,19 +697,27 @@ impl WasmOperator {
                 )));
             }
         }
+        // Everything is checked before anything is added: a failed call adds nothing.
         let main = self.output_batch(output.main, marks, limit, "main output")?;
-        outs.append_main(main);
+        let mut sides = Vec::with_capacity(output.side.len());
         for side in output.side {
             let which = format!("side output '{}'", side.name);
-            let batch = self.output_batch(side.batch, marks, limit, &which)?;
-            outs.append_side(side.name, batch);
+            sides.push((
+                side.name,
+                self.output_batch(side.batch, marks, limit, &which)?,
+            ));
+        }
+        outs.append_main(main);
+        for (name, batch) in sides {
+            outs.append_side(name, batch);
         }
         Ok(())
     }
 
-    /// `process_batch` for a keyed operator: the batch in segments between the watermark
-    /// marks where event-time timers are due, with the timers fired in between.
-    fn process_keyed(
+    /// `process_batch` for a keyed operator, or any operator with a tolerant failure
+    /// policy: the batch in segments between the watermark marks where event-time timers
+    /// are due, with the timers fired in between.
+    fn process_segmented(
         &mut self,
         batch: Batch,
         out: &mut dyn Collector,
@@ -637,35 +755,20 @@ impl WasmOperator {
             let end = next_timer
                 .and_then(|t| marks[mi..].iter().find(|m| m.watermark >= t))
                 .map_or(n, |m| m.row as usize);
-            let segment = if pos == 0 && end == n {
-                full.clone()
-            } else {
-                Arc::new(slice(&full, pos, end))
+            let segment = Segment {
+                full: &full,
+                headers: headers.as_ref(),
+                pos,
+                end,
+                marks: &marks[mi..],
             };
-            let mut seg_marks: Vec<WatermarkMark> = marks[mi..]
-                .iter()
-                .take_while(|m| (m.row as usize) < end)
-                .map(|m| WatermarkMark {
-                    row: m.row - pos as u32,
-                    watermark: m.watermark,
-                })
-                .collect();
-            let output = self.run_process(
-                &segment,
-                Some(&segment),
-                headers.as_ref().map(|h| (h, pos)),
-                &mut seg_marks,
-            )?;
-            let limit = self.last_limit();
-            let passed = seg_marks.partition_point(|m| (m.row as usize) < limit);
-            self.add_output(&mut outs, output, &seg_marks[..passed], limit, end - pos)?;
-            if let Some(last) = seg_marks[..passed].last()
-                && let Some(hs) = self.live_state()
-            {
-                hs.watermark = hs.watermark.max(last.watermark);
-            }
+            let (done, passed) = if self.policy == FailurePolicy::Fail {
+                self.run_segment(&segment, &mut outs)?
+            } else {
+                self.run_segment_tolerant(segment, &mut outs)?
+            };
             mi += passed;
-            pos += limit.max(1);
+            pos += done.max(1);
         }
         if let Some(store) = self.live_state().and_then(|hs| hs.keyed.as_mut()) {
             store
@@ -674,6 +777,46 @@ impl WasmOperator {
         }
         outs.flush(out);
         Ok(())
+    }
+
+    /// One `process` call for the rows `seg.pos..seg.end`; adds its output to `outs`.
+    /// Returns the rows it handled (fewer when a timer it registered is due sooner) and
+    /// the marks among them it passed.
+    fn run_segment(
+        &mut self,
+        seg: &Segment<'_>,
+        outs: &mut Outputs,
+    ) -> Result<(usize, usize), OperatorError> {
+        let (pos, end) = (seg.pos, seg.end);
+        let segment = if pos == 0 && end == seg.full.timestamps.len() {
+            seg.full.clone()
+        } else {
+            Arc::new(slice(seg.full, pos, end))
+        };
+        let mut seg_marks: Vec<WatermarkMark> = seg
+            .marks
+            .iter()
+            .take_while(|m| (m.row as usize) < end)
+            .map(|m| WatermarkMark {
+                row: m.row - pos as u32,
+                watermark: m.watermark,
+            })
+            .collect();
+        let output = self.run_process(
+            &segment,
+            Some(&segment),
+            seg.headers.map(|h| (h, pos)),
+            &mut seg_marks,
+        )?;
+        let limit = self.last_limit();
+        let passed = seg_marks.partition_point(|m| (m.row as usize) < limit);
+        self.add_output(outs, output, &seg_marks[..passed], limit, end - pos)?;
+        if let Some(last) = seg_marks[..passed].last()
+            && let Some(hs) = self.live_state()
+        {
+            hs.watermark = hs.watermark.max(last.watermark);
+        }
+        Ok((limit, passed))
     }
 
     fn to_operator_error(&self, e: CallError) -> OperatorError {
@@ -737,6 +880,16 @@ fn slice(b: &types::EventBatch, from: usize, to: usize) -> types::EventBatch {
     }
 }
 
+/// Rows `pos..end` of a batch (`full`), with the marks from the first not yet passed
+/// (rows relative to `full`) and the batch's headers.
+struct Segment<'a> {
+    full: &'a Arc<types::EventBatch>,
+    headers: Option<&'a Arc<Headers>>,
+    pos: usize,
+    end: usize,
+    marks: &'a [WatermarkMark],
+}
+
 /// What the calls for one input (a batch, a watermark, a processing-time tick) emitted,
 /// put together in order, with the watermark marks carried between them.
 #[derive(Default)]
@@ -745,6 +898,8 @@ struct Outputs {
     sides: Vec<(String, Batch)>,
     /// The last mark pushed: a side output that starts later starts at it.
     last_mark: Option<i64>,
+    /// Failed calls handled under the failure policy, to report.
+    failures: Vec<sluice_core::operator::OperatorFailure>,
 }
 
 impl Outputs {
@@ -786,6 +941,9 @@ impl Outputs {
     /// Sends everything to `out`: the main output if it has events or marks, each side
     /// output that has events.
     fn flush(self, out: &mut dyn Collector) {
+        for f in self.failures {
+            out.report_failure(f);
+        }
         if let Some(main) = self.main
             && !main.is_void()
         {
@@ -905,6 +1063,14 @@ fn describe_trap(
         message.push_str("; guest stderr: ");
         message.push_str(&stderr);
     }
+    // The guest's call stack at the trap (function names where the component kept its
+    // name section), innermost first.
+    if let Some(bt) = e.downcast_ref::<wasmtime::WasmBacktrace>()
+        && !bt.frames().is_empty()
+    {
+        message.push('\n');
+        message.push_str(bt.to_string().trim_end());
+    }
     message
 }
 
@@ -949,7 +1115,9 @@ impl Operator for WasmOperator {
     ) -> Result<(), OperatorError> {
         let mut outs = Outputs::default();
         let r = self.fire_due(TimeDomain::ProcessingTime, now, &mut outs);
+        self.end_journal();
         outs.flush(out);
+        self.count_failure(&r, out);
         r
     }
 
@@ -962,7 +1130,9 @@ impl Operator for WasmOperator {
             // Timers first, then the watermark (as Flink's timer service does).
             let mut outs = Outputs::default();
             let r = self.advance_watermark(watermark, &mut outs);
+            self.end_journal();
             outs.flush(out);
+            self.count_failure(&r, out);
             r?;
         } else if let Some(hs) = self.live_state() {
             hs.watermark = hs.watermark.max(watermark);
@@ -973,23 +1143,8 @@ impl Operator for WasmOperator {
 
     fn open(&mut self, ctx: &OperatorContext) -> Result<(), OperatorError> {
         self.context = ctx.to_string();
-        self.park_instance_state();
-        self.instance = None;
-        self.dead = None;
-        let instance = self.instantiate().map_err(|m| self.fault(m))?;
-        self.instance = Some(instance);
-        let config = self.config.clone();
-        let init = self.call("init", |inst| {
-            inst.bindings
-                .sluice_operator_operator()
-                .call_init(&mut inst.store, &config)
-        });
-        init.map_err(|e| {
-            // An operator whose init failed is not open: later calls are errors.
-            self.park_instance_state();
-            self.instance = None;
-            self.to_operator_error(e)
-        })
+        self.identity = Some(ctx.clone());
+        self.start_instance()
     }
 
     fn process_batch(
@@ -997,9 +1152,25 @@ impl Operator for WasmOperator {
         batch: Batch,
         out: &mut dyn Collector,
     ) -> Result<(), OperatorError> {
-        if self.is_keyed() {
-            return self.process_keyed(batch, out);
-        }
+        let r = if self.is_keyed() || self.policy != FailurePolicy::Fail {
+            self.process_segmented(batch, out)
+        } else {
+            self.process_stateless(batch, out)
+        };
+        self.end_journal();
+        self.count_failure(&r, out);
+        r
+    }
+}
+
+impl WasmOperator {
+    /// `process_batch` of an operator that is not keyed, under the `fail` policy: the
+    /// whole batch in one call, its columns moved in.
+    fn process_stateless(
+        &mut self,
+        batch: Batch,
+        out: &mut dyn Collector,
+    ) -> Result<(), OperatorError> {
         let input_len = batch.len();
         if input_len == 0 && self.instance.is_some() && self.dead.is_none() {
             // Only watermark marks (common after a key-by split): nothing for the guest.
