@@ -274,3 +274,31 @@ fn an_output_flood_hits_the_output_limit() {
     assert_eq!(counted(&metrics), (0, 5, 500, 0));
     assert!(lines(&dir.path().join("out.jsonl")).is_empty());
 }
+
+/// A trap on one record in a million, under `dead-letter`: the job finishes with that
+/// record dead-lettered and the 999,999 others through, in order.
+#[test]
+fn one_poison_record_in_a_million_is_dead_lettered_and_the_rest_go_through() {
+    plugins::build();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 1_000_000;
+    let config = format!("{{mode: trap-on, poison: '{}'}}", value(654_321));
+    let metrics = run(
+        dir.path(),
+        &spec(dir.path(), n, 8192, &config, "dead-letter", false),
+    )
+    .unwrap();
+    let dlq = lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["value"], json(654_321));
+    let out = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let mut count = 0;
+    for (line, i) in out.lines().zip((0..n).filter(|&i| i != 654_321)) {
+        let o: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(o["value"], json(i));
+        count += 1;
+    }
+    assert_eq!(count, n - 1);
+    assert_eq!(out.lines().count(), n - 1);
+    assert_eq!(counted(&metrics).3, 1);
+}

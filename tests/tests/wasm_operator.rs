@@ -484,7 +484,10 @@ fn clocks_are_frozen_unless_granted() {
         config(&[("mode", "clock")]),
         Limits::default(),
     )
-    .with_grants(Grants { clocks: true });
+    .with_grants(Grants {
+        clocks: true,
+        ..Grants::default()
+    });
     op.open(&ctx("clock")).unwrap();
     assert!(
         read(&mut op) > 1_600_000_000_000,

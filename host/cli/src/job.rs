@@ -11,7 +11,9 @@ use sluice_core::state::{HeapKvBackendFactory, KvBackendFactory};
 use sluice_rocksdb::RocksDbBackendFactory;
 use sluice_server::OperatorFiles;
 use sluice_storage::ObjectStorage;
-use sluice_wasm::{FailurePolicy, Limits, LoadedComponent, WasmOperator, WasmRuntime};
+use sluice_wasm::{
+    DirGrant, FailurePolicy, Grants, Limits, LoadedComponent, WasmOperator, WasmRuntime,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +46,86 @@ struct OperatorOptions {
     /// What a failed call leads to: `fail` (default), `skip` or `dead-letter`.
     #[serde(default)]
     on_failure: Option<String>,
+    /// Capabilities beyond computing, one by one (default: none).
+    #[serde(default)]
+    grants: GrantsSpec,
+}
+
+/// `grants:` of an operator.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsSpec {
+    /// The host's clocks (default: frozen at 0).
+    #[serde(default)]
+    clocks: bool,
+    /// Real randomness (default: a fixed sequence).
+    #[serde(default)]
+    random: bool,
+    /// Environment variables, name to value.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Directories to read: `{path, guest}`, `path` under the spec's folder.
+    #[serde(default)]
+    dirs: Vec<DirSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirSpec {
+    /// A directory under the spec's folder (a server: the job's folder).
+    path: PathBuf,
+    /// Where the operator sees it: an absolute guest path such as `/data`.
+    guest: String,
+}
+
+impl GrantsSpec {
+    /// The grants, with each directory resolved against `spec_dir` and checked to be
+    /// inside it (so that a job on a server can grant only its own files). Errors name
+    /// the field.
+    fn resolve(self, spec_dir: &Path, field: &str) -> Result<Grants, SpecError> {
+        let root = spec_dir.canonicalize().map_err(|e| {
+            SpecError(format!(
+                "{field}.grants: the spec's folder {}: {e}",
+                spec_dir.display()
+            ))
+        })?;
+        let mut dirs = Vec::with_capacity(self.dirs.len());
+        for (i, d) in self.dirs.into_iter().enumerate() {
+            let f = format!("{field}.grants.dirs[{i}]");
+            let host = root
+                .join(&d.path)
+                .canonicalize()
+                .map_err(|e| SpecError(format!("{f}.path: '{}': {e}", d.path.display())))?;
+            if !host.starts_with(&root) {
+                return Err(SpecError(format!(
+                    "{f}.path: '{}' is outside the spec's folder; only directories under it can be granted",
+                    d.path.display()
+                )));
+            }
+            if !host.is_dir() {
+                return Err(SpecError(format!(
+                    "{f}.path: '{}' is not a directory",
+                    d.path.display()
+                )));
+            }
+            if !d.guest.starts_with('/') {
+                return Err(SpecError(format!(
+                    "{f}.guest: '{}' must be an absolute guest path, such as /data",
+                    d.guest
+                )));
+            }
+            dirs.push(DirGrant {
+                host,
+                guest: d.guest,
+            });
+        }
+        Ok(Grants {
+            clocks: self.clocks,
+            random: self.random,
+            env: self.env.into_iter().collect(),
+            dirs,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +139,16 @@ struct LimitsSpec {
     max_output_events: Option<usize>,
     /// Bytes of keys and values one call may emit: `64MiB`, or bytes.
     max_output_bytes: Option<ByteSize>,
+    /// Elements any table may have.
+    max_table_elements: Option<usize>,
+    /// Core and component instances the component may create.
+    max_instances: Option<usize>,
+    /// Tables.
+    max_tables: Option<usize>,
+    /// Linear memories.
+    max_memories: Option<usize>,
+    /// Lines the guest may log a second.
+    max_log_lines_per_second: Option<u32>,
 }
 
 /// A size in bytes: a number, or a string with a unit (`KiB`, `MiB`, `GiB`, `KB`,
@@ -106,6 +198,7 @@ pub struct WasmOperatorFactory {
     config: Vec<(String, String)>,
     limits: Limits,
     policy: FailurePolicy,
+    grants: Grants,
 }
 
 impl OperatorFactory for WasmOperatorFactory {
@@ -116,7 +209,8 @@ impl OperatorFactory for WasmOperatorFactory {
     ) -> Result<Box<dyn Operator>, OperatorError> {
         Ok(Box::new(
             WasmOperator::new(&self.component, self.config.clone(), self.limits.clone())
-                .with_failure_policy(self.policy),
+                .with_failure_policy(self.policy)
+                .with_grants(self.grants.clone()),
         ))
     }
 }
@@ -246,6 +340,20 @@ impl JobResolver<'_> {
         if let Some(b) = o.limits.max_output_bytes {
             limits.max_output_bytes = b.0;
         }
+        let l = &o.limits;
+        if let Some(n) = l.max_log_lines_per_second {
+            limits.max_log_lines_per_second = n;
+        }
+        for (set, to) in [
+            (&mut limits.max_table_elements, l.max_table_elements),
+            (&mut limits.max_instances, l.max_instances),
+            (&mut limits.max_tables, l.max_tables),
+            (&mut limits.max_memories, l.max_memories),
+        ] {
+            if let Some(n) = to {
+                *set = n;
+            }
+        }
         let config = o
             .config
             .into_iter()
@@ -257,6 +365,7 @@ impl JobResolver<'_> {
                 (k, v)
             })
             .collect();
+        let grants = o.grants.resolve(spec_dir, field)?;
         let policy = match o.on_failure.as_deref() {
             None => FailurePolicy::Fail,
             Some(p) => p
@@ -268,6 +377,7 @@ impl JobResolver<'_> {
             config,
             limits,
             policy,
+            grants,
         }))
     }
 }

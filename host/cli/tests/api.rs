@@ -967,3 +967,122 @@ fn a_failed_jobs_exceptions_name_the_operator_subtask_and_key_groups() {
     assert_eq!(job["last_error"], exceptions[1]["message"], "{job}");
     assert_eq!(job["restarts"], 1);
 }
+
+/// Hostile operators on a server that runs the flights job at the same time: an
+/// infinite loop, a memory bomb, deep recursion, an output flood and a panicking init
+/// each fail their own job with the operator named in its exceptions, while the server
+/// keeps answering and the flights job finishes with the exact answer.
+#[test]
+fn hostile_jobs_fail_alone_while_the_server_serves_the_others() {
+    plugins::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, answer) = flights_slice(tmp.path(), 100_000);
+    let server = start(tmp.path(), &[]);
+    upload(&server, &plugins::wasm("flight_delays"), "flights", "1.0");
+    upload(&server, &plugins::wasm("test_faults"), "faults", "1.0");
+    upload(&server, &plugins::wasm("test_hostile"), "hostile", "1.0");
+    let out = tmp.path().join("out");
+    let good = submit(
+        &server,
+        &flights_spec(&input, "flights@1.0", &out, Some(25_000)),
+    );
+
+    let events = tmp.path().join("hostile-in.jsonl");
+    let lines: String = (0..2000).map(|i| format!("{{\"t\":{i}}}\n")).collect();
+    std::fs::write(&events, lines).unwrap();
+    let hostile = |name: &str, operator: &str, mode: &str, limits: Value| {
+        json!({
+            "name": name,
+            "sources": [{"id": "src", "connector": "jsonl", "path": events.to_str().unwrap(),
+                         "event_time": {"field": "t", "format": "epoch_ms"},
+                         "watermarks": {"max_out_of_orderness": 0}}],
+            "operators": [{"id": "hostile", "input": "src", "operator": operator,
+                           "config": {"mode": mode}, "limits": limits}],
+            "sinks": [{"id": "out", "input": "hostile", "connector": "jsonl",
+                       "path": tmp.path().join(format!("{name}.jsonl")).to_str().unwrap()}]
+        })
+    };
+    let cases = [
+        (
+            "loop",
+            hostile(
+                "loop",
+                "faults@1.0",
+                "infinite-loop",
+                json!({"time_per_call": "200ms"}),
+            ),
+            "time limit of 200 ms",
+        ),
+        (
+            "bomb",
+            hostile(
+                "bomb",
+                "faults@1.0",
+                "memory-bomb",
+                json!({"max_memory": "16MiB"}),
+            ),
+            "memory limit of 16 MiB",
+        ),
+        (
+            "recursion",
+            hostile("recursion", "hostile@1.0", "recursion", json!({})),
+            "call stack exhausted",
+        ),
+        (
+            "flood",
+            hostile(
+                "flood",
+                "faults@1.0",
+                "flood",
+                json!({"max_output_events": 10_000}),
+            ),
+            "limits.max_output_events",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (name, spec, expect) in &cases {
+        let a = server.post_json("/v1/jobs", spec);
+        assert!(a.status == 201 || a.status == 422, "{name}: {a:?}");
+        ids.push((name, a.body["id"].as_str().map(String::from), *expect, a));
+    }
+    // A panicking init fails the start: answered 422 with the guest's message.
+    let a = server.post_json(
+        "/v1/jobs",
+        &hostile("init-panic", "hostile@1.0", "init-panic", json!({})),
+    );
+    assert_eq!((a.status, a.error_code()), (422, "start_failed"), "{a:?}");
+    assert!(
+        a.message().contains("test-hostile refuses to start"),
+        "{a:?}"
+    );
+
+    for (name, id, expect, answer) in ids {
+        let job = match id {
+            Some(id) if answer.status == 201 => server.wait_for_end(&id, Duration::from_secs(60)),
+            _ => panic!("{name}: {answer:?}"),
+        };
+        assert_eq!(job["status"], "failed", "{name}: {job}");
+        let e = job["exceptions"]
+            .as_array()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap();
+        assert_eq!(e["vertex"], "hostile", "{name}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains(expect),
+            "{name}: {e}"
+        );
+        assert_eq!(server.get("/healthz").status, 200);
+    }
+    let job = server.wait_for_end(&good, Duration::from_secs(120));
+    assert_eq!(job["status"], "finished", "{job}");
+    flights::check_output(&answer, &flights::read_output(&out), "beside hostile jobs");
+    // The failures are counted.
+    let metrics = server.get("/metrics").body;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("sluice_operator_failures_total{") && text.contains("kind=\"limit\"} 1"),
+        "{text}"
+    );
+}

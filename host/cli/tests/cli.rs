@@ -155,3 +155,45 @@ fn ctrl_c_cancels_the_job_and_prints_the_summary() {
             .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
     );
 }
+
+/// A guest printing a line per event is rate-limited: at most the burst of
+/// `max_log_lines_per_second` (ten seconds' worth) reaches the log, and the rest are
+/// counted in a warning; the events all go through.
+#[test]
+fn a_chatty_guest_is_rate_limited_in_the_log() {
+    sluice_tests::plugins::build();
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..5000).map(|i| format!("{{\"t\": {i}}}\n")).collect();
+    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
+    let spec = format!(
+        r#"
+name: chatty
+sources:
+  - {{id: src, connector: jsonl, path: in.jsonl, event_time: {{field: t, format: epoch_ms}}, watermarks: {{max_out_of_orderness: 0}}}}
+operators:
+  - {{id: chatty, input: src, wasm: {}, config: {{mode: chatty}}, limits: {{max_log_lines_per_second: 10}}}}
+sinks:
+  - {{id: out, input: chatty, connector: jsonl, path: out/events.jsonl}}
+"#,
+        sluice_tests::plugins::wasm("test_hostile").display()
+    );
+    let path = write_spec(dir.path(), &spec);
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &path])
+        .env("RUST_LOG", "sluice::guest=info")
+        .output()
+        .expect("run sluice");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed = stderr.matches("chatty guest line").count();
+    assert!(
+        (100..=110).contains(&printed),
+        "{printed} lines logged:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("lines of guest output over the limit of 10 lines a second"),
+        "{stderr}"
+    );
+    let written = std::fs::read_to_string(dir.path().join("out/events.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 5000);
+}

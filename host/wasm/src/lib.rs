@@ -11,7 +11,8 @@
 //!   clearly what is wrong with a file that is not an operator.
 //! - [`WasmOperator`]: one instance of a component per subtask, with [`Limits`] on memory
 //!   and time, in a WASI sandbox that grants nothing (no files, env, args, network,
-//!   timers; clocks frozen unless [`Grants`] allow them); its stdout/stderr and `log`
+//!   timers; clocks frozen and randomness fixed unless [`Grants`] allow them; granted
+//!   directories read-only); its stdout/stderr and `log`
 //!   calls go to `tracing` (target `sluice::guest`, field `operator`).
 //! - Keyed state and timers: given a [`KeyedStateStore`](sluice_core::state::KeyedStateStore)
 //!   in [`Operator::initialize_state`](sluice_core::Operator::initialize_state) (a keyed
@@ -42,7 +43,7 @@ mod runtime;
 mod state;
 
 pub use cache::CacheOutcome;
-pub use operator::{FailurePolicy, Grants, Limits, WasmOperator};
+pub use operator::{DirGrant, FailurePolicy, Grants, Limits, WasmOperator};
 pub use runtime::{LoadError, LoadedComponent, RuntimeConfig, RuntimeError, WasmRuntime};
 
 /// The WIT package version this host implements.

@@ -45,6 +45,9 @@ pub struct Limits {
     /// Most bytes of keys and values one call may emit (256 MiB by default); more is a
     /// limit fault.
     pub max_output_bytes: usize,
+    /// Lines the guest may log a second, stdout, stderr and `log` together (100 by
+    /// default, in bursts of up to ten seconds' worth); more are dropped and counted.
+    pub max_log_lines_per_second: u32,
 }
 
 impl Default for Limits {
@@ -59,15 +62,18 @@ impl Default for Limits {
             output_capture_bytes: 64 << 10,
             max_output_events: 1_000_000,
             max_output_bytes: 256 << 20,
+            max_log_lines_per_second: 100,
         }
     }
 }
 
-/// What the sandbox grants an operator beyond computing: by default nothing.
+/// What the sandbox grants an operator beyond computing: by default nothing
+/// (`grants` in the job spec, one capability at a time).
 ///
-/// Whatever the grants, an operator never gets files, environment variables,
-/// arguments, network access or timers (sleeping traps; see
-/// [`WasmRuntime`](crate::WasmRuntime)), and its stdout and stderr go to the host's log.
+/// Whatever the grants, an operator never gets arguments, network access (sockets and
+/// name lookups are refused) or timers (sleeping traps; see
+/// [`WasmRuntime`](crate::WasmRuntime)), never writes files, and its stdout and stderr go
+/// to the host's log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     /// Let the operator read the host's wall clock and monotonic clock. Without this
@@ -75,7 +81,29 @@ pub struct Grants {
     /// advances), which keeps an operator's output a function of its input, so that
     /// replays after a failure produce the same events. Default: false.
     pub clocks: bool,
+    /// Let the operator draw real randomness (`wasi:random`). Without this grant it
+    /// gets the same fixed byte sequence on every start, for the same reason as the
+    /// clocks. Default: false.
+    pub random: bool,
+    /// Environment variables it sees, `(name, value)`. Default: none (the host's
+    /// environment is never passed on).
+    pub env: Vec<(String, String)>,
+    /// Directories it may read, each preopened read-only at a guest path. Default:
+    /// none.
+    pub dirs: Vec<DirGrant>,
 }
+
+/// A host directory an operator may read (never write), seen at `guest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: std::path::PathBuf,
+    /// Where the guest sees it, e.g. `/data`.
+    pub guest: String,
+}
+
+/// What an operator without the `random` grant draws: a fixed sequence.
+const FIXED_RANDOMNESS: [u8; 16] = *b"sluice-no-random";
 
 /// A clock frozen at 0: the wall clock at the Unix epoch, the monotonic clock at its
 /// origin.
@@ -162,6 +190,45 @@ pub(crate) struct HostState {
     pub(crate) watermark: i64,
     /// The running call's batch, against which imports resolve rows.
     pub(crate) scope: Scope,
+    /// How many more lines the guest may log now.
+    log_budget: LogBudget,
+}
+
+/// A token bucket for the lines a guest logs (stdout, stderr and the `log` import
+/// together): `per_second` lines a second, bursts up to ten seconds' worth; lines beyond
+/// are dropped and counted, and the count is logged once the guest's call is over.
+struct LogBudget {
+    per_second: f64,
+    tokens: f64,
+    last: std::time::Instant,
+    dropped: u64,
+}
+
+impl LogBudget {
+    fn new(per_second: u32) -> Self {
+        let per_second = per_second as f64;
+        LogBudget {
+            per_second,
+            tokens: per_second * 10.0,
+            last: std::time::Instant::now(),
+            dropped: 0,
+        }
+    }
+
+    /// Whether one more line may go out now.
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.per_second * 10.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -177,6 +244,9 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::LogLevel, message: String) {
+        if !self.log_budget.allow() {
+            return;
+        }
         let op = self.label.as_str();
         match level {
             host::LogLevel::Trace => {
@@ -352,6 +422,23 @@ impl WasmOperator {
         if !self.grants.clocks {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
         }
+        if !self.grants.random {
+            let fixed = || wasmtime_wasi::Deterministic::new(FIXED_RANDOMNESS.to_vec());
+            wasi.secure_random(fixed())
+                .insecure_random(fixed())
+                .insecure_random_seed(0);
+        }
+        wasi.envs(&self.grants.env);
+        for d in &self.grants.dirs {
+            wasi.preopened_dir(&d.host, &d.guest, wasmtime_wasi::FsPerms::ReadOnly)
+                .map_err(|e| {
+                    format!(
+                        "cannot open the directory granted to it, {} (as {}): {e}",
+                        d.host.display(),
+                        d.guest
+                    )
+                })?;
+        }
         let wasi = wasi.build();
         let max_memory = self
             .limits
@@ -373,6 +460,7 @@ impl WasmOperator {
             clock: self.clock.clone(),
             watermark: self.parked_watermark,
             scope: Scope::outside(),
+            log_budget: LogBudget::new(self.limits.max_log_lines_per_second),
         };
         let mut store = Store::new(self.component.runtime().engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -414,7 +502,7 @@ impl WasmOperator {
         inst.store.data_mut().limiter.memory_refused = None;
         inst.store.set_epoch_deadline(ticks);
         let result = f(inst);
-        let stderr_tail = forward_output(inst, &self.context);
+        let stderr_tail = forward_output(inst, &self.context, self.limits.max_log_lines_per_second);
         match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
@@ -994,18 +1082,23 @@ fn append(into: &mut Option<Batch>, mut b: Batch) {
 
 /// Sends what the guest wrote to stdout and stderr to `tracing`, line by line; returns
 /// the last [`STDERR_TAIL`] bytes of stderr (for a fault message).
-fn forward_output(inst: &Instance, label: &str) -> String {
+fn forward_output(inst: &mut Instance, label: &str, per_second: u32) -> String {
     let (out, out_dropped) = inst.stdout.drain();
     let (err, err_dropped) = inst.stderr.drain();
+    let budget = &mut inst.store.data_mut().log_budget;
     for (stream, bytes, dropped) in [("stdout", &out, out_dropped), ("stderr", &err, err_dropped)] {
         if dropped > 0 {
             tracing::warn!(target: "sluice::guest", operator = label, stream, "dropped {dropped} bytes of guest output over the capture limit");
         }
         for line in String::from_utf8_lossy(bytes).lines() {
-            if !line.is_empty() {
+            if !line.is_empty() && budget.allow() {
                 tracing::info!(target: "sluice::guest", operator = label, stream, "{line}");
             }
         }
+    }
+    if budget.dropped > 0 {
+        tracing::warn!(target: "sluice::guest", operator = label, "dropped {} lines of guest output over the limit of {per_second} lines a second", budget.dropped);
+        budget.dropped = 0;
     }
     let start = err.len().saturating_sub(STDERR_TAIL);
     String::from_utf8_lossy(&err[start..])
