@@ -311,3 +311,28 @@ pub fn poison_spec(dir: &Path, operator: &str) -> Value {
         "restart": {"strategy": "fixed-delay", "attempts": 1, "delay": "100ms"}
     })
 }
+
+/// A job for hot-swap tests: `events` events (`{"t": i, "k": "k<i % 10>"}`, paced at
+/// `pace` a second; written into `dir/in.jsonl`) through the keyed operator `versioned`,
+/// uploaded as `swap@a` (plugins test-swap-*), on 2 subtasks, into the exactly-once file
+/// `dir/out.jsonl`, with a checkpoint a second and up to 2 restarts.
+pub fn swap_spec(dir: &Path, events: usize, pace: u64) -> Value {
+    let input = dir.join("in.jsonl");
+    let lines: String = (0..events)
+        .map(|i| format!("{{\"t\":{i},\"k\":\"k{}\"}}\n", i % 10))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    serde_json::json!({
+        "name": "swap",
+        "parallelism": 2,
+        "sources": [{"id": "src", "connector": "jsonl", "path": input.to_str().unwrap(), "parallelism": 1,
+                     "event_time": {"field": "t", "format": "epoch_ms"}, "key": "k",
+                     "watermarks": {"max_out_of_orderness": 0}, "max_events_per_second": pace}],
+        "operators": [{"id": "versioned", "input": "src", "key_by": "key", "operator": "swap@a",
+                       "output": {"format": "json"}}],
+        "sinks": [{"id": "out", "input": "versioned", "connector": "jsonl", "parallelism": 1,
+                   "path": dir.join("out.jsonl").to_str().unwrap()}],
+        "checkpoints": {"interval": "1s"},
+        "restart": {"strategy": "fixed-delay", "attempts": 2, "delay": "100ms"}
+    })
+}

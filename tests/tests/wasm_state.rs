@@ -956,6 +956,7 @@ mod job {
                 ..ExecutionConfig::default()
             },
             durability: Default::default(),
+            swaps: Default::default(),
             vertices: vec![
                 Vertex {
                     id: "payments".into(),

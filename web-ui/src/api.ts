@@ -143,6 +143,15 @@ export interface OperatorInfo {
   jobs: string[];
 }
 
+/** How a hot-swap went. */
+export interface SwapResult {
+  status: "committed" | "trial" | "armed" | "requested" | string;
+  operator: string;
+  checkpoint?: number | null;
+  pause_ms?: number | null;
+  job: JobInfo;
+}
+
 /** An answer of the server that is not a success. */
 export class ApiError extends Error {
   constructor(
@@ -244,6 +253,12 @@ export const api = {
     request<JobInfo>("POST", `/v1/jobs/${encodeURIComponent(id)}/restart`, {
       json: savepoint ? { savepoint } : {},
     }),
+  swap: (id: string, vertex: string, operator: string) =>
+    request<SwapResult>(
+      "PUT",
+      `/v1/jobs/${encodeURIComponent(id)}/operators/${encodeURIComponent(vertex)}`,
+      { json: { operator } },
+    ),
   operators: () => request<OperatorInfo[]>("GET", "/v1/operators"),
   upload: (file: Blob, name?: string, version?: string) => {
     const q = new URLSearchParams();

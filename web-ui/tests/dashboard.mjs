@@ -7,14 +7,15 @@
 //   SLUICE_WASM       the flights operator component, to upload through the page
 //   SLUICE_SPEC       a file with the flights job spec (JSON) naming `flights@1.0`
 //   SLUICE_FAILED_JOB the id of a job that failed on a poison record (for its exceptions)
+//   SLUICE_SWAP_JOB   the id of a running job whose operator `versioned` runs `swap@a`
 //   SLUICE_ARTIFACTS  where the screenshots go
 //   CHROMIUM          the browser (default /usr/bin/chromium)
 //
 // It uploads the operator through the page, checks the submit form's inline validation,
 // submits the flights job, sees its graph with 3+ vertices and rates that move, opens a
-// vertex's detail, stops the job with a savepoint, reads a failed job's exceptions, and
-// checks the narrow layout and keyboard basics. Prints `dashboard: ok` and exits 0, or
-// prints what failed and exits 1.
+// vertex's detail, stops the job with a savepoint, reads a failed job's exceptions, swaps
+// an operator's code from its page, and checks the narrow layout and keyboard basics.
+// Prints `dashboard: ok` and exits 0, or prints what failed and exits 1.
 
 import { chromium } from "playwright-core";
 import { mkdirSync, readFileSync } from "node:fs";
@@ -30,6 +31,7 @@ const token = env("SLUICE_TOKEN");
 const wasm = env("SLUICE_WASM");
 const spec = readFileSync(env("SLUICE_SPEC"), "utf8");
 const failedJob = env("SLUICE_FAILED_JOB");
+const swapJob = env("SLUICE_SWAP_JOB");
 const artifacts = env("SLUICE_ARTIFACTS");
 mkdirSync(artifacts, { recursive: true });
 
@@ -181,6 +183,16 @@ try {
   check(/operator faulty/.test(head) && /subtask \d/.test(head) && /key groups \d+–\d+/.test(head), `the exception says where: ${head}`);
   check(/poison record/.test(await exc.locator(".exc-message").textContent()), "the exception has the guest's message");
   await shot(page, "exceptions");
+
+  // Hot-swap from an operator's page: the new version runs without a restart.
+  await page.goto(`${url}/#/jobs/${swapJob}/vertices/versioned`);
+  await page.getByLabel("New version").selectOption({ label: "swap@b" });
+  await page.getByRole("button", { name: "Replace code" }).click();
+  const swapped = page.locator("form.swap p.ok");
+  await swapped.waitFor({ timeout: 60_000 });
+  const swapText = await swapped.textContent();
+  check(/Swapped at checkpoint \d+; the stream paused [\d.]+ ms/.test(swapText), `the swap is reported: ${swapText}`);
+  await shot(page, "hot-swap");
 
   // A narrow window: the graph stacks vertically and nothing overflows the page.
   await page.setViewportSize({ width: 390, height: 844 });

@@ -132,6 +132,26 @@ impl Client {
         )
     }
 
+    /// Replaces the code of operator `operator_id` of running job `id` with the uploaded
+    /// operator `reference` (hot-swap); the server's answer once it is committed.
+    pub fn swap_operator(
+        &self,
+        id: &str,
+        operator_id: &str,
+        reference: &str,
+    ) -> Result<Value, String> {
+        let body = serde_json::json!({ "operator": reference }).to_string();
+        self.answer(
+            self.auth(self.agent.put(&self.url(&format!(
+                "/v1/jobs/{}/operators/{}",
+                encode(id),
+                encode(operator_id)
+            ))))
+            .content_type("application/json")
+            .send(body.as_bytes()),
+        )
+    }
+
     /// Takes a savepoint of job `id`.
     pub fn savepoint(&self, id: &str) -> Result<Value, String> {
         self.post(

@@ -213,6 +213,19 @@ enum JobCommand {
         /// The job id.
         id: String,
     },
+    /// Replace an operator's code while the job runs (hot-swap), with an uploaded
+    /// operator; prints the checkpoint it happened at and the pause.
+    #[command(
+        long_about = "Replace the code of one operator of a running job with an uploaded operator, without stopping the job: at a checkpoint barrier, each of its subtasks moves its keyed state and timers to the new version; events before the barrier went through the old version, events after it through the new one. The swap is committed when the next checkpoint completes; if the new version fails to start or fails before then, the job goes back to the old version by itself.\n\nExample:\n  sluice operator upload target/wasm32-wasip2/release/flight_delays.wasm --name flights --version 2.0\n  sluice job swap 3f2a9c0d1e4b5a6c flight-delays flights@2.0"
+    )]
+    Swap {
+        /// The job id.
+        id: String,
+        /// The operator's id in the job spec.
+        operator_id: String,
+        /// The new version: an uploaded operator's SHA-256 or name@version.
+        operator: String,
+    },
     /// Start a job that is not running again: from a savepoint (default: its latest),
     /// else from its latest checkpoint.
     Restart {
@@ -778,6 +791,22 @@ fn job_command(client: &sluice_cli::client::Client, command: JobCommand) -> Resu
                 println!("{folder}");
             }
             eprintln!("job {id}: {}", status(&r["job"]));
+        }
+        JobCommand::Swap {
+            id,
+            operator_id,
+            operator,
+        } => {
+            let r = client.swap_operator(&id, &operator_id, &operator)?;
+            println!(
+                "{}: {} at checkpoint {} (pause {} ms)",
+                operator_id,
+                r["status"].as_str().unwrap_or_default(),
+                r["checkpoint"],
+                r["pause_ms"]
+                    .as_f64()
+                    .map_or("-".to_string(), |p| format!("{p:.1}"))
+            );
         }
         JobCommand::Savepoint { id } => {
             let r = client.savepoint(&id)?;

@@ -177,12 +177,13 @@ fn the_openapi_document_is_served_and_describes_every_route() {
         ("/v1/jobs/{id}/metrics", &["get"]),
         ("/v1/jobs/{id}/checkpoints", &["get"]),
         ("/v1/jobs/{id}/events", &["get"]),
+        ("/v1/jobs/{id}/operators/{operator_id}", &["put"]),
     ] {
         for m in methods {
             assert!(paths[path][m].is_object(), "{m} {path} is not documented");
         }
     }
-    assert_eq!(paths.len(), 14, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 15, "{:?}", paths.keys().collect::<Vec<_>>());
     let upload = &paths["/v1/operators"]["post"]["requestBody"]["content"];
     assert!(upload["application/wasm"].is_object() && upload["multipart/form-data"].is_object());
     assert_eq!(
@@ -195,6 +196,8 @@ fn the_openapi_document_is_served_and_describes_every_route() {
         "JobInfo",
         "JobMetricsView",
         "GraphView",
+        "SwapResult",
+        "ExceptionInfo",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
@@ -753,6 +756,16 @@ fn savepoint_stop_restart_and_cancel() {
     );
 }
 
+/// The ids of the checkpoints in a job record.
+fn checkpoint_ids(job: &Value) -> Vec<u64> {
+    job["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn a_killed_server_resumes_its_running_job_from_the_latest_checkpoint() {
     plugins::build();
@@ -772,6 +785,12 @@ fn a_killed_server_resumes_its_running_job_from_the_latest_checkpoint() {
     )
     .unwrap();
     assert_eq!(record["status"], "running", "the record still says running");
+    // The checkpoint history was kept while the job ran (at most a second behind).
+    let kept = checkpoint_ids(&record);
+    assert!(
+        kept.contains(&(newest - 1)) || kept.contains(&newest),
+        "{kept:?} (newest {newest})"
+    );
 
     let server = start(tmp.path(), &[]);
     let job = server.get(&format!("/v1/jobs/{id}")).body;
@@ -784,6 +803,11 @@ fn a_killed_server_resumes_its_running_job_from_the_latest_checkpoint() {
     );
     let job = server.wait_for_end(&id, Duration::from_secs(120));
     assert_eq!(job["status"], "finished", "{job}");
+    let ids = checkpoint_ids(&job);
+    assert!(
+        ids.starts_with(&kept),
+        "the killed run's checkpoints first: {ids:?}"
+    );
     flights::check_output(
         &answer,
         &flights::read_output(&out),

@@ -3,14 +3,15 @@
 //! Chromium with playwright-core through it: the token prompt, uploading the flights
 //! operator, the submit form's inline validation, submitting the flights job, its graph
 //! with 3+ vertices and moving rates, a vertex's detail, stopping with a savepoint, a
-//! failed job's exceptions, a narrow window and keyboard basics. The screenshots are kept
+//! failed job's exceptions, a hot-swap from an operator's page, a narrow window and
+//! keyboard basics. The screenshots are kept
 //! in `target/tmp/dashboard/` (`CARGO_TARGET_TMPDIR`).
 //!
 //! Needs `chromium` (Debian's package; `CHROMIUM=<path>` for another) and Node.js with
 //! the dashboard's npm packages, which building the server installs.
 
 use serde_json::Value;
-use sluice_tests::server::{TestServer, flights_spec, poison_spec};
+use sluice_tests::server::{TestServer, flights_spec, poison_spec, swap_spec};
 use sluice_tests::{flights, plugins};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,6 +70,13 @@ fn the_dashboard_deploys_watches_and_stops_the_flights_job_in_chromium() {
         "failed"
     );
 
+    // A job whose operator the browser swaps to another version.
+    server.upload(&plugins::wasm("test_swap_a"), "swap", "a");
+    server.upload(&plugins::wasm("test_swap_b"), "swap", "b");
+    let swap_dir = tmp.path().join("swap");
+    std::fs::create_dir_all(&swap_dir).unwrap();
+    let swap_job = server.submit(&swap_spec(&swap_dir, 600_000, 20_000));
+
     // The flights job the browser submits: 400,000 flights paced at 25,000 events/s
     // (16 s), checkpointing every 500 ms.
     let input = tmp.path().join("flights.parquet");
@@ -87,6 +95,7 @@ fn the_dashboard_deploys_watches_and_stops_the_flights_job_in_chromium() {
         .env("SLUICE_WASM", plugins::wasm("flight_delays"))
         .env("SLUICE_SPEC", &spec_file)
         .env("SLUICE_FAILED_JOB", &failed)
+        .env("SLUICE_SWAP_JOB", &swap_job)
         .env("SLUICE_ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
         .status()
@@ -118,7 +127,16 @@ fn the_dashboard_deploys_watches_and_stops_the_flights_job_in_chromium() {
     assert_eq!(job.body["status"], "stopped", "{}", job.body);
     let sp = &job.body["savepoints"][0];
     assert_eq!(sp["stopped"], true, "{}", job.body);
+    // The swap the browser made, seen through the API; then the job is cancelled.
+    let swapped = server.get(&format!("/v1/jobs/{swap_job}")).body;
+    let b = server.get("/v1/operators/swap@b").body;
+    assert_eq!(
+        swapped["spec"]["operators"][0]["operator"], b["sha256"],
+        "{swapped}"
+    );
+    server.call("POST", &format!("/v1/jobs/{swap_job}/cancel"), None, b"");
     for name in [
+        "hot-swap",
         "operators",
         "job-graph",
         "vertex-detail",

@@ -178,6 +178,8 @@ pub struct JobGraph {
     pub config: ExecutionConfig,
     /// State backend, checkpoints, restarts.
     pub durability: Durability,
+    /// Replacements of its user operators' code while it runs (hot-swap), over attempts.
+    pub swaps: Arc<crate::runtime::OperatorSwaps>,
 }
 
 /// A graph that cannot run; the message names the vertex and what is wrong.

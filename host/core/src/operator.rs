@@ -196,6 +196,13 @@ pub trait Operator: Send {
         None
     }
 
+    /// Gives up the keyed state (with its timers), for a new version of the operator
+    /// that replaces this one at a barrier (hot-swap); [`Operator::initialize_state`]
+    /// hands it back if the new version fails to start. Default: none.
+    fn take_keyed_state(&mut self) -> Option<KeyedStateStore> {
+        None
+    }
+
     /// Snapshots the operator's non-keyed state at checkpoint `checkpoint`'s barrier
     /// (a sink pre-commits here). Called before the runtime snapshots
     /// [`Operator::keyed_state`], so an operator with a working copy writes it back here.

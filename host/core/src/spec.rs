@@ -1017,6 +1017,7 @@ impl JobSpec {
             name: self.name.clone(),
             vertices,
             config,
+            swaps: Default::default(),
         };
         graph.validate().map_err(|e| SpecError(e.0))?;
         // Check input formats and aggregates now, to name the field.

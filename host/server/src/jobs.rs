@@ -16,6 +16,7 @@ use sluice_core::checkpoint::SnapshotKind;
 use sluice_core::operator::FailureHandling;
 use sluice_core::runtime::{
     JobEvent, JobEventKind, JobMetrics, JobOutcome, StartFrom, Supervisor, SupervisorHandle,
+    SwapStatus,
 };
 use sluice_core::spec::{self, JobSpec};
 use sluice_core::time::now_ms;
@@ -190,6 +191,64 @@ fn handled_failures(graph: &GraphView, metrics: &JobMetrics) -> Vec<ExceptionInf
     out
 }
 
+/// How a hot-swap went (`PUT /v1/jobs/{id}/operators/{operator_id}`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SwapResult {
+    /// `committed` (the new version runs for good), or, when the wait ran out, `trial`
+    /// (it runs, until the next checkpoint completes), `armed` (its barrier is on the
+    /// way) or `requested`.
+    pub status: String,
+    /// The SHA-256 of the new version.
+    pub operator: String,
+    /// The checkpoint at whose barrier the swap happened.
+    pub checkpoint: Option<u64>,
+    /// The longest time a subtask stopped to start the new version, ms.
+    pub pause_ms: Option<f64>,
+    /// The job.
+    pub job: JobInfo,
+}
+
+/// Starts one instance of a new operator version on its own, with a scratch keyed store
+/// when the vertex is keyed, and closes it: its `init` must succeed before it goes into
+/// a running job.
+fn trial_start(
+    factory: &dyn sluice_core::graph::OperatorFactory,
+    vertex: &str,
+    parallelism: usize,
+    keyed: bool,
+    max_parallelism: usize,
+) -> Result<(), String> {
+    use sluice_core::operator::{OperatorContext, StateContext};
+    let clock = sluice_core::state::system_clock();
+    let mut op = factory.create(0, parallelism).map_err(|e| e.to_string())?;
+    let keyed = if keyed {
+        Some(
+            sluice_core::state::KeyedStateStore::new(
+                Box::new(sluice_core::state::HeapKvBackend::new()),
+                max_parallelism,
+                0..max_parallelism,
+                clock.clone(),
+            )
+            .map_err(|e| e.0)?,
+        )
+    } else {
+        None
+    };
+    op.initialize_state(StateContext {
+        keyed,
+        clock,
+        operator_state: Vec::new(),
+        union_operator_state: Vec::new(),
+    })
+    .map_err(|e| e.to_string())?;
+    op.open(&OperatorContext {
+        operator_id: vertex.to_string(),
+        subtask: 0,
+        parallelism,
+    })
+    .map_err(|e| e.to_string())
+}
+
 /// A job as the API shows it, and as its record is kept.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JobInfo {
@@ -258,6 +317,9 @@ struct Run {
     metrics: Arc<JobMetrics>,
     /// The last two samples, for rates.
     samples: VecDeque<Sample>,
+    /// Checkpoints and exceptions of this run in the record on disk: the record is
+    /// written again when they change, so that a server killed mid-run keeps them.
+    persisted: (usize, usize),
     cancel_requested: bool,
     /// Set by the watcher when the run has ended and its figures are folded into the
     /// record.
@@ -286,7 +348,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Job {
     fn persist(&self, st: &JobState) -> Result<(), String> {
-        let json = serde_json::to_vec_pretty(&st.record).map_err(|e| e.to_string())?;
+        self.persist_record(&st.record)
+    }
+
+    fn persist_record(&self, record: &JobInfo) -> Result<(), String> {
+        let json = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
         write_atomically(&self.dir.join("job.json"), &json)
     }
 
@@ -692,6 +758,7 @@ impl JobManager {
             metrics,
             handle,
             samples: VecDeque::new(),
+            persisted: (0, 0),
             cancel_requested: false,
             ended: false,
             watcher,
@@ -799,6 +866,116 @@ impl JobManager {
             Self::wait_ended(&job, Duration::from_secs(60));
         }
         Ok((sp, live_info(&lock(&job.state))))
+    }
+
+    /// Replaces the code of operator `vertex` of running job `id` with the uploaded
+    /// operator `reference` (a SHA-256 or name@version), while the job runs (hot-swap,
+    /// see [`sluice_core::runtime::OperatorSwaps`]): the new component is compiled and
+    /// checked, and started once on its own (its `init` must succeed with the spec's
+    /// config); then the swap happens at a checkpoint barrier triggered at once, and is
+    /// committed when the next checkpoint completes. Waits up to `timeout` for that; when
+    /// committed, the job's spec names the new operator (so a restart of the server runs
+    /// it). Blocking.
+    ///
+    /// Errors: 404 (no job, no such operator in the job); 409 `not_running`,
+    /// `swap_in_progress`; 422 `unknown_operator`, `invalid_operator` (does not compile,
+    /// or its init fails), `swap_rolled_back` (it failed at the barrier or in its trial:
+    /// the job runs the old version again).
+    pub fn swap_operator(
+        &self,
+        id: &str,
+        vertex: &str,
+        reference: &str,
+        timeout: Duration,
+    ) -> ApiResult<SwapResult> {
+        let job = self.get(id)?;
+        let (handle, mut spec) = {
+            let st = lock(&job.state);
+            (Self::running_handle(&job, &st)?, st.record.spec.clone())
+        };
+        let index = spec["operators"]
+            .as_array()
+            .and_then(|ops| ops.iter().position(|o| o["id"] == vertex))
+            .ok_or_else(|| ApiError::not_found(format!("job '{id}' has no operator '{vertex}'")))?;
+        let info = self.store.get(reference).ok_or_else(|| {
+            ApiError::unprocessable(
+                "unknown_operator",
+                format!("no operator '{reference}' is stored (upload it with POST /v1/operators)"),
+            )
+        })?;
+        spec["operators"][index]["operator"] = Value::String(info.sha256.clone());
+        let graph = self.build(&parse_spec(&spec)?, &job.dir).map_err(|e| {
+            ApiError::unprocessable(
+                "invalid_operator",
+                format!("the new version: {}", e.message),
+            )
+        })?;
+        let (vi, v) = graph
+            .vertices
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.id == vertex)
+            .ok_or_else(|| ApiError::not_found(format!("job '{id}' has no operator '{vertex}'")))?;
+        let sluice_core::graph::VertexKind::Operator { factory, .. } = &v.kind else {
+            return Err(ApiError::not_found(format!(
+                "'{vertex}' is not an operator of job '{id}'"
+            )));
+        };
+        trial_start(
+            factory.as_ref(),
+            vertex,
+            v.parallelism,
+            graph.is_keyed(vi),
+            graph.config.max_parallelism,
+        )
+        .map_err(|e| {
+            ApiError::unprocessable(
+                "invalid_operator",
+                format!("the new version of '{vertex}' does not start: {e}"),
+            )
+        })?;
+        handle
+            .swap_operator(vertex, factory.clone())
+            .map_err(|e| ApiError::conflict("swap_in_progress", format!("job '{id}': {e}")))?;
+        let status = handle.swaps().wait(vertex, timeout);
+        let result = |status: &str, checkpoint: Option<u64>, pause_ms: Option<f64>| SwapResult {
+            status: status.to_string(),
+            operator: info.sha256.clone(),
+            checkpoint,
+            pause_ms,
+            job: live_info(&lock(&job.state)),
+        };
+        match status {
+            Some(SwapStatus::Committed {
+                checkpoint,
+                pause_ms,
+            }) => {
+                {
+                    let mut st = lock(&job.state);
+                    st.record.spec = spec.clone();
+                    let mut hashes = Vec::new();
+                    pin_operators(&mut spec, &self.store).map(|h| hashes = h)?;
+                    st.record.operators = hashes;
+                    if let Some(v) = st.record.graph.vertices.iter_mut().find(|v| v.id == vertex) {
+                        v.operator = Some(info.sha256.clone());
+                    }
+                    if let Err(e) = job.persist(&st) {
+                        tracing::error!("job {id}: {e}");
+                    }
+                }
+                Ok(result("committed", Some(checkpoint), Some(pause_ms)))
+            }
+            Some(SwapStatus::RolledBack { error }) => Err(ApiError::unprocessable(
+                "swap_rolled_back",
+                format!("job '{id}' runs the old version of '{vertex}' again: {error}"),
+            )),
+            Some(SwapStatus::Trial {
+                checkpoint,
+                pause_ms,
+            }) => Ok(result("trial", Some(checkpoint), Some(pause_ms))),
+            Some(SwapStatus::Armed { checkpoint }) => Ok(result("armed", Some(checkpoint), None)),
+            _ => Ok(result("requested", None, None)),
+        }
     }
 
     /// Cancels job `id` (its checkpoints are kept) and waits up to a minute for it to
@@ -913,6 +1090,15 @@ impl JobManager {
             run.samples.push_back(now);
             while run.samples.len() > 2 {
                 run.samples.pop_front();
+            }
+            let history = (run.handle.checkpoints().len(), run.handle.events().len());
+            if history != run.persisted {
+                run.persisted = history;
+                // The record on disk with this run's checkpoints and exceptions; the
+                // one in memory gets them when the run ends.
+                if let Err(e) = job.persist_record(&live_info(&st)) {
+                    tracing::error!("job {}: {e}", job.id);
+                }
             }
             drop(st);
             job.live.send_replace(Some(Arc::new(v)));

@@ -1,14 +1,76 @@
 // One vertex of a job: its figures per subtask and a chart of its rates over the last
 // minutes.
 
-import { api } from "../api";
+import { useState } from "preact/hooks";
+import { api, ApiError, JobInfo } from "../api";
 import { pressure } from "../components/JobGraph";
 import { RateChart } from "../components/RateChart";
 import { ErrorBox, Loading } from "../components/common";
 import { bytes, count, duration, lag, percent, rate, time } from "../format";
-import { usePoll } from "../hooks";
+import { announce, usePoll } from "../hooks";
 import { HISTORY_MS, useLive } from "../live";
 import { href } from "../router";
+
+/** Replace the operator's code while the job runs (hot-swap) with a stored operator. */
+function SwapForm(props: { job: JobInfo; vertex: string; current?: string | null }) {
+  const { data: ops } = usePoll(api.operators, 10_000);
+  const [choice, setChoice] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [done, setDone] = useState<string | null>(null);
+  const others = (ops ?? []).filter((o) => o.sha256 !== props.current);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (!choice) return setError("Choose the new version.");
+    setBusy(true);
+    setError(null);
+    setDone(null);
+    try {
+      const r = await api.swap(props.job.id, props.vertex, choice);
+      const msg =
+        r.status === "committed"
+          ? `Swapped at checkpoint ${r.checkpoint}; the stream paused ${r.pause_ms?.toFixed(1)} ms.`
+          : `Swap ${r.status} (checkpoint ${r.checkpoint ?? "—"}).`;
+      setDone(msg);
+      announce(msg);
+    } catch (err) {
+      setError(err instanceof ApiError ? `${err.message} (${err.code})` : String(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="card swap" onSubmit={submit} aria-labelledby="swap-title" noValidate>
+      <h2 id="swap-title">Replace the code</h2>
+      <p class="help">
+        At the next checkpoint barrier every subtask moves its state to the new version, without stopping the job; if the new
+        version fails, the job goes back to this one.
+      </p>
+      <div class="row">
+        <div class="field">
+          <label for="swap-to">New version</label>
+          <select id="swap-to" value={choice} onChange={(e) => setChoice(e.currentTarget.value)} aria-describedby={error ? "swap-error" : undefined}>
+            <option value="">Choose a stored operator…</option>
+            {others.map((o) => (
+              <option key={o.sha256} value={o.sha256}>
+                {o.name ? `${o.name}@${o.version ?? ""}` : o.sha256.slice(0, 12)}
+              </option>
+            ))}
+          </select>
+        </div>
+        <button type="submit" class="primary" disabled={busy}>
+          {busy ? "Swapping…" : "Replace code"}
+        </button>
+      </div>
+      <ErrorBox error={error} id="swap-error" />
+      {done && (
+        <p class="ok" role="status">
+          {done}
+        </p>
+      )}
+    </form>
+  );
+}
 
 export function VertexPage(props: { id: string; vertex: string }) {
   const { data: job, error } = usePoll(() => api.job(props.id), 5000, [props.id]);
@@ -66,6 +128,7 @@ export function VertexPage(props: { id: string; vertex: string }) {
           </>
         )}
       </dl>
+      {v.kind === "operator" && job.status === "running" && <SwapForm job={job} vertex={v.id} current={v.operator} />}
       <h2>Records per second, last {Math.round(HISTORY_MS / 60000)} minutes</h2>
       <RateChart history={live.history} vertex={v.id} />
       <div class="table-wrap">

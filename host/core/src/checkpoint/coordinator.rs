@@ -70,6 +70,9 @@ pub(crate) struct CoordinatorSetup {
     /// Older complete checkpoints of the job found in storage, newest first, to delete
     /// beyond the retained number once a new one completes.
     pub older: Vec<u64>,
+    /// The job's hot-swaps: armed with each barrier triggered, and a barrier triggered
+    /// at once when one is requested.
+    pub swaps: std::sync::Arc<crate::runtime::OperatorSwaps>,
 }
 
 /// Shared with the runtime.
@@ -269,6 +272,11 @@ impl Run {
             self.trigger(SnapshotKind::Savepoint, stop, Some(reply));
             return;
         }
+        // A requested hot-swap happens at the next barrier: trigger it now.
+        if self.sources_running() && self.s.swaps.any_requested() {
+            self.trigger(SnapshotKind::Checkpoint, false, None);
+            return;
+        }
         // A zero interval: no periodic checkpoints (savepoints work either way).
         if !self.s.config.interval.is_zero()
             && self.sources_running()
@@ -291,6 +299,7 @@ impl Run {
         };
         self.next_id += 1;
         tracing::debug!(id = barrier.id, ?kind, "triggering");
+        self.s.swaps.arm(barrier.id);
         self.pending = Some(Pending {
             barrier,
             triggered: Instant::now(),

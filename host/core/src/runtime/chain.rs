@@ -2,6 +2,7 @@
 //! call each other directly; the chain's outputs leave through gates.
 
 use super::FailureOrigin;
+use super::OperatorSwaps;
 use super::gate::{Disconnected, Gate, StreamElement};
 use super::metrics::SubtaskMetrics;
 use crate::batch::Batch;
@@ -9,7 +10,7 @@ use crate::checkpoint::Barrier;
 use crate::checkpoint::metadata::{PORTABLE, SnapshotKind};
 use crate::checkpoint::restore::export_portable;
 use crate::checkpoint::upload::{LocalKeyed, LocalSnapshot, LocalState, Uploaded};
-use crate::operator::{Collector, Operator, OperatorError};
+use crate::operator::{Collector, Operator, OperatorContext, OperatorError, StateContext};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -45,6 +46,8 @@ pub struct ChainLink {
     pub vertex_id: String,
     /// The subtask index.
     pub subtask: usize,
+    /// The vertex's parallelism.
+    pub parallelism: usize,
     /// For a keyed vertex: the immutable files its checkpoints uploaded.
     pub uploaded: Option<Uploaded>,
     /// The operator.
@@ -265,6 +268,8 @@ fn deliver(
 pub struct Chain {
     /// The links, head first.
     pub links: Vec<ChainLink>,
+    /// The job's hot-swaps, carried out at barriers.
+    pub swaps: Arc<OperatorSwaps>,
     /// Where snapshots are written before upload.
     pub snapshot_dir: std::path::PathBuf,
 }
@@ -401,6 +406,7 @@ impl Chain {
                 operator_state,
             });
         }
+        self.swap_at(barrier.id, &states)?;
         self.broadcast_all(|| StreamElement::Barrier(barrier))?;
         Ok(LocalSnapshot {
             checkpoint: barrier.id,
@@ -410,8 +416,80 @@ impl Chain {
         })
     }
 
+    /// Replaces the operators whose hot-swap is due at barrier `checkpoint` (their state
+    /// at the barrier is in `states`): the keyed store moves to the new version, which
+    /// gets the old one's operator state and is opened; if it fails to start, the old
+    /// version gets its store back, the swap is rolled back and the job fails (so that
+    /// no subtask runs the new version), to restart from its latest checkpoint.
+    fn swap_at(&mut self, checkpoint: u64, states: &[LocalState]) -> Result<(), ChainError> {
+        for (link, state) in self.links.iter_mut().zip(states) {
+            let Some(factory) = self.swaps.due(&link.vertex_id, checkpoint) else {
+                continue;
+            };
+            let started = std::time::Instant::now();
+            let ctx = OperatorContext {
+                operator_id: link.vertex_id.clone(),
+                subtask: link.subtask,
+                parallelism: link.parallelism,
+            };
+            let clock = crate::state::system_clock();
+            let mut keyed = link.operator.take_keyed_state();
+            let new = factory
+                .create(link.subtask, link.parallelism)
+                .and_then(|mut new| {
+                    new.initialize_state(StateContext {
+                        keyed: keyed.take(),
+                        clock: clock.clone(),
+                        operator_state: state.operator_state.iter().cloned().collect(),
+                        union_operator_state: Vec::new(),
+                    })?;
+                    match new.open(&ctx) {
+                        Ok(()) => Ok(new),
+                        Err(e) => {
+                            keyed = new.take_keyed_state();
+                            Err(e)
+                        }
+                    }
+                });
+            match new {
+                Ok(new) => {
+                    link.operator = new;
+                    self.swaps
+                        .swapped(&link.vertex_id, started.elapsed().as_secs_f64() * 1e3);
+                }
+                Err(e) => {
+                    // The old version keeps its state.
+                    let back = link.operator.initialize_state(StateContext {
+                        keyed,
+                        clock,
+                        operator_state: Vec::new(),
+                        union_operator_state: Vec::new(),
+                    });
+                    let message = format!(
+                        "hot-swap at checkpoint {checkpoint}: the new version did not start: {e}"
+                    );
+                    self.swaps.failed(&link.vertex_id, message.clone());
+                    let origin = FailureOrigin {
+                        vertex: link.vertex_id.clone(),
+                        subtask: link.subtask,
+                    };
+                    let fault = OperatorError::Fault {
+                        context: ctx.to_string(),
+                        message: match back {
+                            Ok(()) => message,
+                            Err(b) => format!("{message}; giving the state back failed: {b}"),
+                        },
+                    };
+                    return Err(ChainError::Operator(fault, Some(origin)));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checkpoint `id` completed: every operator commits.
     pub fn notify_complete(&mut self, id: u64) -> Result<(), ChainError> {
+        self.swaps.checkpoint_completed(id);
         for link in &mut self.links {
             link.operator.notify_checkpoint_complete(id)?;
         }

@@ -13,11 +13,13 @@ mod metrics;
 mod plan;
 mod restart;
 mod supervisor;
+mod swap;
 mod task;
 
 pub use metrics::{FailureCounters, JobMetrics, KEPT_FAILURES, SubtaskMetrics, VertexMetrics};
 pub use restart::RestartStrategy;
 pub use supervisor::{JobEvent, JobEventKind, JobOutcome, StartFrom, Supervisor, SupervisorHandle};
+pub use swap::{OperatorSwaps, SwapStatus};
 
 use crate::checkpoint::coordinator::{
     CheckpointStats, Coordinator, CoordinatorSetup, CoordinatorShared, Request,
@@ -352,6 +354,7 @@ pub fn start_with(
                 subtasks: controls,
                 restored: restore.map(|r| r.metadata.clone()),
                 older,
+                swaps: graph.swaps.clone(),
             };
             match Coordinator::start(setup, shared, uploads, upload_rx) {
                 Ok(c) => Some(c),

@@ -170,6 +170,7 @@ impl<'g> ExecutionPlan<'g> {
             links.push(ChainLink {
                 vertex_id: v.id.clone(),
                 subtask: s,
+                parallelism: p,
                 uploaded,
                 operator,
                 chained: self.chain_next[vi].is_some(),
@@ -185,6 +186,7 @@ impl<'g> ExecutionPlan<'g> {
         }
         Ok(Chain {
             links,
+            swaps: self.graph.swaps.clone(),
             snapshot_dir: self
                 .graph
                 .durability
@@ -246,6 +248,8 @@ impl<'g> ExecutionPlan<'g> {
         Ok(match &v.kind {
             VertexKind::Source { .. } => Box::new(SourceHead),
             VertexKind::Operator { factory, .. } => {
+                // A committed hot-swap replaces the spec's code.
+                let factory = self.graph.swaps.committed(&v.id).unwrap_or(factory.clone());
                 factory.create(s, p).map_err(|e| JobError(e.to_string()))?
             }
             VertexKind::Window {

@@ -4,7 +4,7 @@
 //! one process. A checkpoint whose files are missing or corrupted is reported and the
 //! one before it is used.
 
-use super::{FailureOrigin, JobError, JobMetrics, RunningJob, start_with};
+use super::{FailureOrigin, JobError, JobMetrics, OperatorSwaps, RunningJob, start_with};
 use crate::checkpoint::{CheckpointStats, RestorePoint, checkpoint_folder, list_checkpoints};
 use crate::graph::JobGraph;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
@@ -98,9 +98,52 @@ pub struct Supervisor {
 pub struct SupervisorHandle {
     shared: Arc<Shared>,
     running: Arc<Mutex<Option<RunningJobRef>>>,
+    graph: Arc<JobGraph>,
 }
 
 impl SupervisorHandle {
+    /// Requests a hot-swap of user operator `vertex` to the code `factory` creates (see
+    /// [`OperatorSwaps`]): it happens at the next checkpoint barrier, triggered at once;
+    /// [`SupervisorHandle::swaps`] tells how it went.
+    ///
+    /// Errors: no such vertex, or not a user operator; the job does not checkpoint; it
+    /// is not running; a swap of the vertex is under way.
+    pub fn swap_operator(
+        &self,
+        vertex: &str,
+        factory: Arc<dyn crate::graph::OperatorFactory>,
+    ) -> Result<(), JobError> {
+        let v = self
+            .graph
+            .vertices
+            .iter()
+            .find(|v| v.id == vertex)
+            .ok_or_else(|| JobError(format!("the job has no vertex '{vertex}'")))?;
+        if !matches!(v.kind, crate::graph::VertexKind::Operator { .. }) {
+            return Err(JobError(format!(
+                "'{vertex}' is not a user operator: only operators' code can be swapped"
+            )));
+        }
+        if self.graph.durability.checkpoints.is_none() {
+            return Err(JobError(
+                "a hot-swap happens at a checkpoint barrier: set `checkpoints` in the job spec"
+                    .into(),
+            ));
+        }
+        if lock(&self.running).is_none() || self.shared.cancelled.load(Relaxed) {
+            return Err(JobError("the job is not running".into()));
+        }
+        self.graph
+            .swaps
+            .request(vertex, v.parallelism, factory)
+            .map_err(JobError)
+    }
+
+    /// The job's hot-swaps.
+    pub fn swaps(&self) -> &Arc<OperatorSwaps> {
+        &self.graph.swaps
+    }
+
     /// Cancels the job; its checkpoints are kept, so running it again resumes.
     pub fn cancel(&self) {
         self.shared.cancelled.store(true, Relaxed);
@@ -172,6 +215,7 @@ impl Supervisor {
         let running: Arc<Mutex<Option<RunningJobRef>>> = Arc::new(Mutex::new(None));
         let first = Attempt::new(&graph, &metrics, &shared).start(from)?;
         *lock(&running) = Some(first);
+        let graph_for_handle = graph.clone();
         let (g, m, sh, r) = (graph, metrics.clone(), shared.clone(), running.clone());
         let thread = std::thread::Builder::new()
             .name("supervisor".into())
@@ -191,7 +235,11 @@ impl Supervisor {
         Ok(Supervisor {
             metrics,
             thread,
-            handle: SupervisorHandle { shared, running },
+            handle: SupervisorHandle {
+                shared,
+                running,
+                graph: graph_for_handle,
+            },
         })
     }
 
@@ -393,6 +441,8 @@ fn supervise(
             Err(e) => e,
         };
         let (mut err, mut origin) = err;
+        // A swap on trial is rolled back: the restart runs the old version.
+        graph.swaps.job_failed(&err.0);
         loop {
             if shared.cancelled.load(Relaxed) {
                 return Err(err);

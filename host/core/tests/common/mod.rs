@@ -171,6 +171,7 @@ pub fn job(name: &str, config: ExecutionConfig, vertices: Vec<Vertex>) -> JobGra
         config,
         vertices,
         durability: Default::default(),
+        swaps: Default::default(),
     }
 }
 

@@ -339,6 +339,61 @@ pub async fn restart(
         .map(Json)
 }
 
+/// The new version of an operator for a hot-swap.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwapRequest {
+    /// An uploaded operator: its SHA-256 or `name@version`.
+    pub operator: String,
+    /// Most seconds to wait for the swap to be committed (default 60, at most 600).
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+}
+
+/// Replace an operator's code while the job runs (hot-swap).
+///
+/// The new component is compiled, checked against the world and started once on its
+/// own; then, at a checkpoint barrier triggered at once, every subtask of the operator
+/// moves its keyed state and timers to the new version: events before the barrier went
+/// through the old version, events after it through the new one, and the rest of the
+/// graph does not stop. The swap is committed when the next checkpoint completes; if the
+/// new version fails to start at the barrier or the job fails before that, the job goes
+/// back to the old version by itself.
+#[utoipa::path(
+    put,
+    path = "/v1/jobs/{id}/operators/{operator_id}",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("operator_id" = String, Path, description = "The operator's id in the job spec"),
+    ),
+    request_body(content = SwapRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Committed, or (when the wait ran out) still under way: see status", body = crate::jobs::SwapResult),
+        (status = 400, description = "The body is not JSON", body = crate::error::ErrorBody),
+        (status = 401, description = "No or a wrong token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job, or no such operator in it", body = crate::error::ErrorBody),
+        (status = 409, description = "The job is not running, or a swap of the operator is under way", body = crate::error::ErrorBody),
+        (status = 415, description = "Not application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "No such uploaded operator; the new version does not compile or start; or it was rolled back", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn swap_operator(
+    State(app): State<Arc<AppState>>,
+    Path((id, operator_id)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult<Json<crate::jobs::SwapResult>> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, SMALL_BODY, "this request").await?;
+    let req: SwapRequest = json_body(&parts.headers, &body, false)?;
+    let wait = std::time::Duration::from_secs(req.wait_seconds.unwrap_or(60).min(600));
+    let jobs = app.jobs.clone();
+    blocking(move || jobs.swap_operator(&id, &operator_id, &req.operator, wait))
+        .await
+        .map(Json)
+}
+
 /// Per-vertex figures of a job: records and bytes in and out and their rates, busy and
 /// backpressured time, watermark, late records; per subtask too.
 #[utoipa::path(

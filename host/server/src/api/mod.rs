@@ -171,6 +171,7 @@ impl utoipa::Modify for BearerAuth {
         jobs::cancel,
         jobs::savepoint,
         jobs::restart,
+        jobs::swap_operator,
         jobs::metrics,
         jobs::checkpoints,
         jobs::events,
@@ -214,6 +215,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/savepoints", post(jobs::savepoint))
         .route("/v1/jobs/{id}/restart", post(jobs::restart))
         .route("/v1/jobs/{id}/metrics", get(jobs::metrics))
+        .route(
+            "/v1/jobs/{id}/operators/{operator_id}",
+            axum::routing::put(jobs::swap_operator),
+        )
         .route("/v1/jobs/{id}/checkpoints", get(jobs::checkpoints))
         .route("/v1/jobs/{id}/events", get(jobs::events))
         .layer(DefaultBodyLimit::max(64 * 1024))

@@ -1188,6 +1188,15 @@ impl Operator for WasmOperator {
         }
     }
 
+    fn take_keyed_state(&mut self) -> Option<KeyedStateStore> {
+        if let Some(inst) = self.instance.as_mut()
+            && let Some(store) = inst.store.data_mut().keyed.take()
+        {
+            return Some(store);
+        }
+        self.parked_keyed.take()
+    }
+
     fn next_processing_timer(&self) -> Option<i64> {
         if self.dead.is_some() {
             return None;
