@@ -161,6 +161,11 @@ fn a_granted_directory_must_lie_under_the_specs_folder() {
 }
 
 fn run_mode(dir: &Path, mode: &str) -> Result<(), String> {
+    run_plugin(dir, "test_hostile", &format!("{{mode: {mode}}}"), "{}")
+}
+
+/// Runs one event through `plugin` with `config` and `limits`.
+fn run_plugin(dir: &Path, plugin: &str, config: &str, limits: &str) -> Result<(), String> {
     std::fs::write(dir.join("in.jsonl"), "{\"t\":1}\n").unwrap();
     let text = format!(
         r#"
@@ -168,11 +173,11 @@ name: hostile
 sources:
   - {{id: src, connector: jsonl, path: in.jsonl, event_time: {{field: t, format: epoch_ms}}, watermarks: {{max_out_of_orderness: 0}}}}
 operators:
-  - {{id: hostile, input: src, wasm: {wasm}, config: {{mode: {mode}}}}}
+  - {{id: hostile, input: src, wasm: {wasm}, config: {config}, limits: {limits}}}
 sinks:
   - {{id: out, input: hostile, connector: jsonl, path: out.jsonl}}
 "#,
-        wasm = plugins::wasm("test_hostile").display()
+        wasm = plugins::wasm(plugin).display()
     );
     plugins::run_spec(dir, &text).map(|_| ())
 }
@@ -199,4 +204,46 @@ fn a_panic_in_init_fails_the_start_with_the_guests_message() {
             && err.contains("test-hostile refuses to start"),
         "{err}"
     );
+}
+
+/// Fuel meters a call by the instructions it runs, whatever the machine's speed: an
+/// infinite loop runs out of it (long before its time limit), and an operator within it
+/// runs as usual.
+#[test]
+fn fuel_stops_a_call_after_the_instructions_it_allows() {
+    plugins::build();
+    let dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let err = run_plugin(
+        dir.path(),
+        "test_faults",
+        "{mode: infinite-loop}",
+        "{fuel: 50000000, time_per_call: 600s}",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("operator 'hostile'")
+            && err.contains("ran out of its fuel of 50000000 per call (limits.fuel)"),
+        "{err}"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(60));
+    run_plugin(
+        dir.path(),
+        "test_faults",
+        "{mode: side}",
+        "{fuel: 50000000}",
+    )
+    .unwrap();
+}
+
+/// The wasm stack's size is the operator's own: a recursion 5,000 calls deep fits the
+/// default (512 KiB) and not 32 KiB.
+#[test]
+fn the_stack_size_is_a_limit_of_the_operator() {
+    plugins::build();
+    let dir = tempfile::tempdir().unwrap();
+    let deep = "{mode: recursion, depth: 5000}";
+    run_plugin(dir.path(), "test_hostile", deep, "{}").unwrap();
+    let err = run_plugin(dir.path(), "test_hostile", deep, "{max_stack: 32KiB}").unwrap_err();
+    assert!(err.contains("call stack exhausted"), "{err}");
 }

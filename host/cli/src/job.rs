@@ -149,6 +149,10 @@ struct LimitsSpec {
     max_memories: Option<usize>,
     /// Lines the guest may log a second.
     max_log_lines_per_second: Option<u32>,
+    /// Fuel per call (instructions, metered deterministically).
+    fuel: Option<u64>,
+    /// The wasm stack's size: `64KiB`, or bytes (default 512 KiB).
+    max_stack: Option<ByteSize>,
 }
 
 /// A size in bytes: a number, or a string with a unit (`KiB`, `MiB`, `GiB`, `KB`,
@@ -299,21 +303,24 @@ impl JobResolver<'_> {
         operators: Option<OperatorFiles<'_>>,
     ) -> Result<Arc<dyn OperatorFactory>, SpecError> {
         let o: OperatorOptions = spec::from_value(options, field).map_err(SpecError)?;
+        // Fuel metering and the stack's size are settings of the engine that compiles.
+        let wasm = self
+            .wasm
+            .variant(o.limits.fuel.is_some(), o.limits.max_stack.map(|b| b.0))
+            .map_err(|e| SpecError(format!("{field}.limits: {e}")))?;
         let component = match (&o.wasm, &o.operator, operators) {
             (Some(_), Some(_), _) => {
                 return Err(SpecError(format!(
                     "{field}: give either `wasm` (a path) or `operator` (an uploaded operator), not both"
                 )));
             }
-            (Some(wasm), None, _) => self
-                .wasm
-                .load_component(spec_dir.join(wasm))
+            (Some(path), None, _) => wasm
+                .load_component(spec_dir.join(path))
                 .map_err(|e| SpecError(format!("{field}.wasm: {e}")))?,
             (None, Some(reference), Some(files)) => {
                 let path =
                     files(reference).map_err(|e| SpecError(format!("{field}.operator: {e}")))?;
-                self.wasm
-                    .load_component(&path)
+                wasm.load_component(&path)
                     .map_err(|e| SpecError(format!("{field}.operator: {e}")))?
             }
             (None, Some(_), None) => {
@@ -344,6 +351,7 @@ impl JobResolver<'_> {
         if let Some(n) = l.max_log_lines_per_second {
             limits.max_log_lines_per_second = n;
         }
+        limits.fuel_per_call = l.fuel;
         for (set, to) in [
             (&mut limits.max_table_elements, l.max_table_elements),
             (&mut limits.max_instances, l.max_instances),

@@ -133,6 +133,9 @@ pub enum LoadError {
 
 struct Inner {
     engine: Engine,
+    /// Runtimes whose engines meter fuel or cap the wasm stack differently, by
+    /// `(fuel, max stack bytes)`: made on first use (see [`WasmRuntime::variant`]).
+    variants: std::sync::Mutex<std::collections::HashMap<(bool, Option<usize>), WasmRuntime>>,
     linker: Linker<HostState>,
     cache: Option<DiskCache>,
     config: RuntimeConfig,
@@ -145,6 +148,9 @@ impl Drop for Inner {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// Engine settings beyond the runtime's: fuel metering, and the wasm stack's size.
+type Variant = (bool, Option<usize>);
 
 /// The WebAssembly runtime: one per process, cheap to clone (shared).
 ///
@@ -165,10 +171,14 @@ impl std::fmt::Debug for WasmRuntime {
     }
 }
 
-fn engine_config(rc: &RuntimeConfig, pooling: bool) -> Config {
+fn engine_config(rc: &RuntimeConfig, pooling: bool, variant: Variant) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config.consume_fuel(variant.0);
+    if let Some(bytes) = variant.1 {
+        config.max_wasm_stack(bytes);
+    }
     if pooling {
         let n = rc.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::new();
@@ -195,14 +205,50 @@ impl WasmRuntime {
     /// Errors: wasmtime rejects the configuration on this machine, or the thread cannot
     /// be spawned.
     pub fn new(config: RuntimeConfig) -> Result<WasmRuntime, RuntimeError> {
-        let engine = match Engine::new(&engine_config(&config, config.pooling)) {
+        Self::build(config, (false, None))
+    }
+
+    /// The runtime for operators whose limits ask for fuel metering (`fuel`: wasmtime's
+    /// deterministic count of executed instructions, checked per call) or a wasm stack
+    /// of `max_stack` bytes (wasmtime's default is 512 KiB): both are settings of an
+    /// engine, so each combination gets its own engine (without the pooling
+    /// allocator), made on first use and kept. The default combination is this runtime.
+    ///
+    /// Errors: wasmtime refuses the settings (a stack size it cannot honour, say).
+    pub fn variant(
+        &self,
+        fuel: bool,
+        max_stack: Option<usize>,
+    ) -> Result<WasmRuntime, RuntimeError> {
+        if !fuel && max_stack.is_none() {
+            return Ok(self.clone());
+        }
+        let mut variants = self
+            .inner
+            .variants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(rt) = variants.get(&(fuel, max_stack)) {
+            return Ok(rt.clone());
+        }
+        let config = RuntimeConfig {
+            pooling: false,
+            ..self.inner.config.clone()
+        };
+        let rt = Self::build(config, (fuel, max_stack))?;
+        variants.insert((fuel, max_stack), rt.clone());
+        Ok(rt)
+    }
+
+    fn build(config: RuntimeConfig, variant: Variant) -> Result<WasmRuntime, RuntimeError> {
+        let engine = match Engine::new(&engine_config(&config, config.pooling, variant)) {
             Ok(e) => e,
             Err(e) if config.pooling => {
                 tracing::warn!(
                     "the pooling instance allocator is unavailable ({e:#}); \
                      falling back to on-demand allocation"
                 );
-                Engine::new(&engine_config(&config, false))
+                Engine::new(&engine_config(&config, false, variant))
                     .map_err(|e| RuntimeError(format!("{e:#}")))?
             }
             Err(e) => return Err(RuntimeError(format!("{e:#}"))),
@@ -235,6 +281,7 @@ impl WasmRuntime {
         Ok(WasmRuntime {
             inner: Arc::new(Inner {
                 engine,
+                variants: Default::default(),
                 linker,
                 cache,
                 config,

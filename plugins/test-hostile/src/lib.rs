@@ -7,7 +7,8 @@
 //!   `read PATH` (a file's text), `write PATH` (creates the file), `list PATH` (a
 //!   directory's entries), `env NAME`, `connect HOST:PORT` (TCP), `random` (8 bytes
 //!   from the system's randomness, hex), `clock` (the wall clock, ms since the epoch).
-//! - `recursion`: recurses without bound on every event (the stack must overflow).
+//! - `recursion`: recurses on every event, without bound (the stack must overflow), or
+//!   config `depth` calls deep, then emits the event.
 //! - `chatty`: prints a line to stdout for every event, and passes it on.
 //! - `init-panic`: panics in `init`.
 
@@ -16,7 +17,7 @@ use std::io::Read;
 
 enum Mode {
     Probe,
-    Recursion,
+    Recursion(u64),
     Chatty,
 }
 
@@ -94,17 +95,25 @@ fn command(text: &str) -> &str {
     }
 }
 
-/// Recursion on the wasm call stack (no frame in linear memory), without bound.
+/// Recursion on the wasm call stack (no frame in linear memory), `left` calls deep.
 #[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    std::hint::black_box(recurse(std::hint::black_box(depth + 1))).wrapping_add(depth)
+fn recurse(left: u64) -> u64 {
+    if std::hint::black_box(left) == 0 {
+        return 0;
+    }
+    std::hint::black_box(recurse(std::hint::black_box(left - 1))).wrapping_add(left)
 }
 
 impl Operator for Hostile {
     fn init(config: &Config) -> Result<Self, Error> {
         let mode = match config.require("mode")? {
             "probe" => Mode::Probe,
-            "recursion" => Mode::Recursion,
+            "recursion" => Mode::Recursion(match config.get("depth") {
+                Some(d) => d
+                    .parse()
+                    .map_err(|_| Error::invalid_config(format!("depth '{d}' is not a number")))?,
+                None => u64::MAX,
+            }),
             "chatty" => Mode::Chatty,
             "init-panic" => panic!("test-hostile refuses to start"),
             other => return Err(Error::invalid_config(format!("unknown mode '{other}'"))),
@@ -123,8 +132,8 @@ impl Operator for Hostile {
                 println!("chatty guest line {}", event.timestamp);
                 out.emit(event.timestamp, event.key, event.value);
             }
-            Mode::Recursion => {
-                let n = recurse(0);
+            Mode::Recursion(depth) => {
+                let n = recurse(depth);
                 out.emit(event.timestamp, event.key, n.to_string().as_bytes());
             }
         }

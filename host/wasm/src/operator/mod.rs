@@ -48,6 +48,11 @@ pub struct Limits {
     /// Lines the guest may log a second, stdout, stderr and `log` together (100 by
     /// default, in bursts of up to ten seconds' worth); more are dropped and counted.
     pub max_log_lines_per_second: u32,
+    /// Fuel per call (wasmtime's deterministic count of executed instructions), for
+    /// metering that does not depend on the machine's speed; running out is a limit
+    /// fault. Needs a component loaded from [`WasmRuntime::variant`](crate::WasmRuntime::variant)
+    /// with fuel. Default: none (only `time_per_call` bounds a call).
+    pub fuel_per_call: Option<u64>,
 }
 
 impl Default for Limits {
@@ -63,6 +68,7 @@ impl Default for Limits {
             max_output_events: 1_000_000,
             max_output_bytes: 256 << 20,
             max_log_lines_per_second: 100,
+            fuel_per_call: None,
         }
     }
 }
@@ -465,6 +471,14 @@ impl WasmOperator {
         let mut store = Store::new(self.component.runtime().engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks());
+        if let Some(fuel) = self.limits.fuel_per_call {
+            // Instantiation (start functions) runs on the first call's fuel.
+            store.set_fuel(fuel).map_err(|e| {
+                format!(
+                    "cannot meter its fuel ({e}): the component was not loaded for fuel metering"
+                )
+            })?;
+        }
         let bindings = self
             .component
             .pre()
@@ -501,6 +515,13 @@ impl WasmOperator {
         };
         inst.store.data_mut().limiter.memory_refused = None;
         inst.store.set_epoch_deadline(ticks);
+        if let Some(fuel) = self.limits.fuel_per_call
+            && let Err(e) = inst.store.set_fuel(fuel)
+        {
+            return Err(CallError::Fault(format!(
+                "cannot meter its fuel ({e}): the component was not loaded for fuel metering"
+            )));
+        }
         let result = f(inst);
         let stderr_tail = forward_output(inst, &self.context, self.limits.max_log_lines_per_second);
         match result {
@@ -514,8 +535,11 @@ impl WasmOperator {
                 let refused = limiter
                     .memory_refused
                     .map(|(cur, want)| (cur, want, limiter.max_memory));
-                let limit_hit =
-                    refused.is_some() || e.downcast_ref::<Trap>() == Some(&Trap::Interrupt);
+                let limit_hit = refused.is_some()
+                    || matches!(
+                        e.downcast_ref::<Trap>(),
+                        Some(Trap::Interrupt | Trap::OutOfFuel | Trap::StackOverflow)
+                    );
                 self.last_failure = Some(if limit_hit {
                     FailureKind::Limit
                 } else {
@@ -1137,6 +1161,11 @@ fn describe_trap(
         format!(
             "{what} exceeded its time limit of {} ms per batch",
             limits.time_per_call.as_millis()
+        )
+    } else if trap == Some(&Trap::OutOfFuel) {
+        format!(
+            "{what} ran out of its fuel of {} per call (limits.fuel)",
+            limits.fuel_per_call.unwrap_or_default()
         )
     } else if let Some((current, desired, max)) = memory_refused {
         format!(
