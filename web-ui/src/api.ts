@@ -259,6 +259,8 @@ export const api = {
       `/v1/jobs/${encodeURIComponent(id)}/operators/${encodeURIComponent(vertex)}`,
       { json: { operator } },
     ),
+  /** The tail of what the job's operators printed and logged (text). */
+  log: (id: string) => request<string>("GET", `/v1/jobs/${encodeURIComponent(id)}/log`),
   operators: () => request<OperatorInfo[]>("GET", "/v1/operators"),
   upload: (file: Blob, name?: string, version?: string) => {
     const q = new URLSearchParams();

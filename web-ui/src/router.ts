@@ -5,7 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 
 export type Route =
   | { page: "jobs" }
-  | { page: "job"; id: string; tab: "graph" | "checkpoints" | "exceptions" | "spec" }
+  | { page: "job"; id: string; tab: "graph" | "checkpoints" | "exceptions" | "log" | "spec" }
   | { page: "vertex"; id: string; vertex: string }
   | { page: "operators" }
   | { page: "submit" }
@@ -17,8 +17,8 @@ export function parse(hash: string): Route {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0 || (parts[0] === "jobs" && parts.length === 1)) return { page: "jobs" };
   if (parts[0] === "jobs" && parts.length === 2) return { page: "job", id: parts[1], tab: "graph" };
-  if (parts[0] === "jobs" && parts.length === 3 && ["checkpoints", "exceptions", "spec"].includes(parts[2]))
-    return { page: "job", id: parts[1], tab: parts[2] as "checkpoints" | "exceptions" | "spec" };
+  if (parts[0] === "jobs" && parts.length === 3 && ["checkpoints", "exceptions", "log", "spec"].includes(parts[2]))
+    return { page: "job", id: parts[1], tab: parts[2] as "checkpoints" | "exceptions" | "log" | "spec" };
   if (parts[0] === "jobs" && parts.length === 4 && parts[2] === "vertices")
     return { page: "vertex", id: parts[1], vertex: parts[3] };
   if (parts[0] === "operators" && parts.length === 1) return { page: "operators" };

@@ -182,6 +182,10 @@ try {
   const head = await exc.locator(".exc-head").textContent();
   check(/operator faulty/.test(head) && /subtask \d/.test(head) && /key groups \d+–\d+/.test(head), `the exception says where: ${head}`);
   check(/poison record/.test(await exc.locator(".exc-message").textContent()), "the exception has the guest's message");
+  await page.getByRole("link", { name: "Log" }).click();
+  await page.locator("pre.guest-log").waitFor();
+  const guestLog = await page.locator("pre.guest-log").textContent();
+  check(/operator 'faulty' \(subtask \d\/2\) stdout: test-faults: init done/.test(guestLog), "the job's log shows what its operator printed");
   await shot(page, "exceptions");
 
   // Hot-swap from an operator's page: the new version runs without a restart.

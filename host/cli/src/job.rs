@@ -12,7 +12,7 @@ use sluice_rocksdb::RocksDbBackendFactory;
 use sluice_server::OperatorFiles;
 use sluice_storage::ObjectStorage;
 use sluice_wasm::{
-    DirGrant, FailurePolicy, Grants, Limits, LoadedComponent, WasmOperator, WasmRuntime,
+    DirGrant, FailurePolicy, Grants, GuestLog, Limits, LoadedComponent, WasmOperator, WasmRuntime,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -203,6 +203,8 @@ pub struct WasmOperatorFactory {
     limits: Limits,
     policy: FailurePolicy,
     grants: Grants,
+    /// The job's guest log (a server's job), else `tracing`.
+    guest_log: Option<Arc<GuestLog>>,
 }
 
 impl OperatorFactory for WasmOperatorFactory {
@@ -211,11 +213,13 @@ impl OperatorFactory for WasmOperatorFactory {
         _subtask: usize,
         _parallelism: usize,
     ) -> Result<Box<dyn Operator>, OperatorError> {
-        Ok(Box::new(
-            WasmOperator::new(&self.component, self.config.clone(), self.limits.clone())
-                .with_failure_policy(self.policy)
-                .with_grants(self.grants.clone()),
-        ))
+        let op = WasmOperator::new(&self.component, self.config.clone(), self.limits.clone())
+            .with_failure_policy(self.policy)
+            .with_grants(self.grants.clone());
+        Ok(Box::new(match &self.guest_log {
+            Some(log) => op.with_guest_log(log.clone()),
+            None => op,
+        }))
     }
 }
 
@@ -254,7 +258,7 @@ impl Resolver for JobResolver<'_> {
         spec_dir: &Path,
         field: &str,
     ) -> Result<Arc<dyn OperatorFactory>, SpecError> {
-        self.operator_with(options, spec_dir, field, None)
+        self.operator_with(options, spec_dir, field, None, None)
     }
 
     fn state_backend(
@@ -301,6 +305,7 @@ impl JobResolver<'_> {
         spec_dir: &Path,
         field: &str,
         operators: Option<OperatorFiles<'_>>,
+        guest_log: Option<Arc<GuestLog>>,
     ) -> Result<Arc<dyn OperatorFactory>, SpecError> {
         let o: OperatorOptions = spec::from_value(options, field).map_err(SpecError)?;
         // Fuel metering and the stack's size are settings of the engine that compiles.
@@ -386,6 +391,7 @@ impl JobResolver<'_> {
             limits,
             policy,
             grants,
+            guest_log,
         }))
     }
 }

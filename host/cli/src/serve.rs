@@ -8,8 +8,9 @@ use sluice_core::connector::{ConnectorError, SinkFactory, SourceFactory};
 use sluice_core::graph::{JobGraph, OperatorFactory};
 use sluice_core::spec::{JobSpec, Overrides, Resolver, SpecError};
 use sluice_core::state::KvBackendFactory;
+use sluice_server::jobs::GUEST_LOG;
 use sluice_server::{ComponentInfo, Engine, OperatorFiles, Rejection};
-use sluice_wasm::{LoadError, WasmRuntime};
+use sluice_wasm::{GuestLog, LoadError, WasmRuntime};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -47,12 +48,24 @@ impl Engine for CliEngine {
         dir: &Path,
         operators: OperatorFiles<'_>,
     ) -> Result<JobGraph, SpecError> {
+        // What the job's operators print goes to its folder (GET /v1/jobs/{id}/log).
+        let guest_log = match GuestLog::open(&dir.join(GUEST_LOG), GUEST_LOG_MAX_BYTES) {
+            Ok(log) => Some(Arc::new(log)),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot open {}: {e}; guest output goes to the server's log",
+                    dir.join(GUEST_LOG).display()
+                );
+                None
+            }
+        };
         let resolver = ServerResolver {
             inner: JobResolver {
                 wasm: &self.wasm,
                 output_dir: None,
             },
             operators,
+            guest_log,
         };
         spec.to_graph(dir, &resolver, Overrides::default())
     }
@@ -63,7 +76,11 @@ impl Engine for CliEngine {
 struct ServerResolver<'a> {
     inner: JobResolver<'a>,
     operators: OperatorFiles<'a>,
+    guest_log: Option<Arc<GuestLog>>,
 }
+
+/// The largest a job's guest log grows (16 MiB); later lines are dropped.
+const GUEST_LOG_MAX_BYTES: u64 = 16 << 20;
 
 impl Resolver for ServerResolver<'_> {
     fn source(
@@ -93,8 +110,13 @@ impl Resolver for ServerResolver<'_> {
         spec_dir: &Path,
         field: &str,
     ) -> Result<Arc<dyn OperatorFactory>, SpecError> {
-        self.inner
-            .operator_with(options, spec_dir, field, Some(self.operators))
+        self.inner.operator_with(
+            options,
+            spec_dir,
+            field,
+            Some(self.operators),
+            self.guest_log.clone(),
+        )
     }
 
     fn state_backend(

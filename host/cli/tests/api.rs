@@ -178,12 +178,13 @@ fn the_openapi_document_is_served_and_describes_every_route() {
         ("/v1/jobs/{id}/checkpoints", &["get"]),
         ("/v1/jobs/{id}/events", &["get"]),
         ("/v1/jobs/{id}/operators/{operator_id}", &["put"]),
+        ("/v1/jobs/{id}/log", &["get"]),
     ] {
         for m in methods {
             assert!(paths[path][m].is_object(), "{m} {path} is not documented");
         }
     }
-    assert_eq!(paths.len(), 15, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 16, "{:?}", paths.keys().collect::<Vec<_>>());
     let upload = &paths["/v1/operators"]["post"]["requestBody"]["content"];
     assert!(upload["application/wasm"].is_object() && upload["multipart/form-data"].is_object());
     assert_eq!(
@@ -1109,4 +1110,50 @@ fn hostile_jobs_fail_alone_while_the_server_serves_the_others() {
         text.contains("sluice_operator_failures_total{") && text.contains("kind=\"limit\"} 1"),
         "{text}"
     );
+}
+
+/// What a job's operator prints goes to the job's log, tagged with the operator and
+/// subtask, at most its rate limit of lines a second (the rest counted in a note).
+#[test]
+fn a_jobs_log_has_what_its_operators_print_tagged_and_rate_limited() {
+    plugins::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), &[]);
+    upload(&server, &plugins::wasm("test_hostile"), "hostile", "1.0");
+    let events = tmp.path().join("in.jsonl");
+    let lines: String = (0..3000).map(|i| format!("{{\"t\":{i}}}\n")).collect();
+    std::fs::write(&events, lines).unwrap();
+    let id = submit(
+        &server,
+        &json!({
+            "name": "chatty",
+            "sources": [{"id": "src", "connector": "jsonl", "path": events.to_str().unwrap(),
+                         "event_time": {"field": "t", "format": "epoch_ms"},
+                         "watermarks": {"max_out_of_orderness": 0}}],
+            "operators": [{"id": "chatty", "input": "src", "operator": "hostile@1.0",
+                           "config": {"mode": "chatty"}, "limits": {"max_log_lines_per_second": 20}}],
+            "sinks": [{"id": "out", "input": "chatty", "connector": "jsonl", "path": "out.jsonl"}]
+        }),
+    );
+    assert_eq!(
+        server.wait_for_end(&id, Duration::from_secs(60))["status"],
+        "finished"
+    );
+    let log = server.get(&format!("/v1/jobs/{id}/log")).body;
+    let log = log.as_str().unwrap();
+    let printed = log
+        .lines()
+        .filter(|l| l.contains("operator 'chatty' (subtask 1/1) stdout: chatty guest line"))
+        .count();
+    assert!((200..=210).contains(&printed), "{printed} lines:\n{log}");
+    assert!(
+        log.contains("lines of guest output over the limit of 20 lines a second"),
+        "{log}"
+    );
+    let tail = server
+        .get(&format!("/v1/jobs/{id}/log?tail_bytes=200"))
+        .body;
+    let tail = tail.as_str().unwrap();
+    assert!(tail.len() <= 200 && log.ends_with(tail), "{tail}");
+    assert_eq!(server.get("/v1/jobs/nope/log").status, 404);
 }

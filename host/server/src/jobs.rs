@@ -191,6 +191,10 @@ fn handled_failures(graph: &GraphView, metrics: &JobMetrics) -> Vec<ExceptionInf
     out
 }
 
+/// The file in a job's folder that what its operators print and log goes to (the engine
+/// writes it; `GET /v1/jobs/{id}/log` reads it).
+pub const GUEST_LOG: &str = "guest.log";
+
 /// How a hot-swap went (`PUT /v1/jobs/{id}/operators/{operator_id}`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SwapResult {
@@ -976,6 +980,28 @@ impl JobManager {
             Some(SwapStatus::Armed { checkpoint }) => Ok(result("armed", Some(checkpoint), None)),
             _ => Ok(result("requested", None, None)),
         }
+    }
+
+    /// The last `tail` bytes (from a line's start) of job `id`'s guest log: what its
+    /// operators printed and logged, tagged with operator and subtask; empty when they
+    /// said nothing. Blocking. Errors: 404.
+    pub fn guest_log(&self, id: &str, tail: u64) -> ApiResult<String> {
+        let job = self.get(id)?;
+        let path = job.dir.join(GUEST_LOG);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(ApiError::internal(format!("{}: {e}", path.display()))),
+        };
+        let start = bytes.len().saturating_sub(tail as usize);
+        let start = match start {
+            0 => 0,
+            s => bytes[s..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |i| s + i + 1),
+        };
+        Ok(String::from_utf8_lossy(&bytes[start..]).into_owned())
     }
 
     /// Cancels job `id` (its checkpoints are kept) and waits up to a minute for it to

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+mod guest_log;
 mod headers;
 mod operator;
 mod pipe;
@@ -43,6 +44,7 @@ mod runtime;
 mod state;
 
 pub use cache::CacheOutcome;
+pub use guest_log::GuestLog;
 pub use operator::{DirGrant, FailurePolicy, Grants, Limits, WasmOperator};
 pub use runtime::{LoadError, LoadedComponent, RuntimeConfig, RuntimeError, WasmRuntime};
 

@@ -10,7 +10,20 @@ import { announce, useNarrow, usePoll } from "../hooks";
 import { useLive } from "../live";
 import { href } from "../router";
 
-type Tab = "graph" | "checkpoints" | "exceptions" | "spec";
+type Tab = "graph" | "checkpoints" | "exceptions" | "log" | "spec";
+
+/** What the job's operators printed and logged, polled while the tab is open. */
+function GuestLog(props: { id: string }) {
+  const { data, error } = usePoll(() => api.log(props.id), 3000, [props.id]);
+  if (error) return <ErrorBox error={error} />;
+  if (data == null) return <Loading what="the log" />;
+  if (!data) return <p>The job's operators have printed nothing.</p>;
+  return (
+    <pre class="spec guest-log" tabIndex={0} aria-label="What the job's operators printed and logged, newest last">
+      {data}
+    </pre>
+  );
+}
 
 function Actions(props: { job: JobInfo; reload: () => void }) {
   const [busy, setBusy] = useState<string | null>(null);
@@ -239,6 +252,7 @@ export function JobPage(props: { id: string; tab: Tab }) {
     ["graph", "Graph"],
     ["checkpoints", `Checkpoints (${job.checkpoints.length})`],
     ["exceptions", `Exceptions (${job.exceptions.length})`],
+    ["log", "Log"],
     ["spec", "Spec"],
   ];
   return (
@@ -295,6 +309,7 @@ export function JobPage(props: { id: string; tab: Tab }) {
       )}
       {props.tab === "checkpoints" && <Checkpoints job={job} />}
       {props.tab === "exceptions" && <Exceptions job={job} />}
+      {props.tab === "log" && <GuestLog id={job.id} />}
       {props.tab === "spec" && (
         <pre class="spec" tabIndex={0} aria-label="The job spec, as submitted (operators pinned to hashes)">
           {JSON.stringify(job.spec, null, 2)}

@@ -339,6 +339,45 @@ pub async fn restart(
         .map(Json)
 }
 
+/// How much of a job's guest log to return.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct LogParams {
+    /// The last this many bytes (from a line's start); default 65,536.
+    pub tail_bytes: Option<u64>,
+}
+
+/// What the job's operators printed and logged (their stdout, stderr and `log` calls),
+/// each line tagged with the time, the operator and subtask, and the stream or level;
+/// rate-limited per operator and capped per job.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/log",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id"), LogParams),
+    responses(
+        (status = 200, description = "The log's tail", content_type = "text/plain", body = String),
+        (status = 401, description = "No or a wrong token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn guest_log(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<LogParams>,
+) -> ApiResult<([(axum::http::header::HeaderName, &'static str); 1], String)> {
+    let jobs = app.jobs.clone();
+    let tail = params.tail_bytes.unwrap_or(64 << 10);
+    let text = blocking(move || jobs.guest_log(&id, tail)).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        text,
+    ))
+}
+
 /// The new version of an operator for a hot-swap.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -172,6 +172,7 @@ impl utoipa::Modify for BearerAuth {
         jobs::savepoint,
         jobs::restart,
         jobs::swap_operator,
+        jobs::guest_log,
         jobs::metrics,
         jobs::checkpoints,
         jobs::events,
@@ -215,6 +216,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/savepoints", post(jobs::savepoint))
         .route("/v1/jobs/{id}/restart", post(jobs::restart))
         .route("/v1/jobs/{id}/metrics", get(jobs::metrics))
+        .route("/v1/jobs/{id}/log", get(jobs::guest_log))
         .route(
             "/v1/jobs/{id}/operators/{operator_id}",
             axum::routing::put(jobs::swap_operator),

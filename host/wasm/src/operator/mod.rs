@@ -198,6 +198,39 @@ pub(crate) struct HostState {
     pub(crate) scope: Scope,
     /// How many more lines the guest may log now.
     log_budget: LogBudget,
+    /// The job's guest log, if it has one (else lines go to `tracing`).
+    guest_log: Option<Arc<crate::GuestLog>>,
+}
+
+impl HostState {
+    /// Sends one line the guest wrote (on `stream`, or at a log level) to the job's
+    /// guest log, or to `tracing` when there is none; `false` when the rate limit
+    /// dropped it.
+    fn guest_line(&mut self, stream: &str, text: &str, level: tracing::Level) -> bool {
+        if !self.log_budget.allow() {
+            return false;
+        }
+        let op = self.label.as_str();
+        match &self.guest_log {
+            Some(log) => log.line(op, stream, text),
+            None => match level {
+                tracing::Level::ERROR => {
+                    tracing::error!(target: "sluice::guest", operator = op, stream, "{text}")
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(target: "sluice::guest", operator = op, stream, "{text}")
+                }
+                tracing::Level::INFO => {
+                    tracing::info!(target: "sluice::guest", operator = op, stream, "{text}")
+                }
+                tracing::Level::DEBUG => {
+                    tracing::debug!(target: "sluice::guest", operator = op, stream, "{text}")
+                }
+                _ => tracing::trace!(target: "sluice::guest", operator = op, stream, "{text}"),
+            },
+        }
+        true
+    }
 }
 
 /// A token bucket for the lines a guest logs (stdout, stderr and the `log` import
@@ -250,27 +283,14 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::LogLevel, message: String) {
-        if !self.log_budget.allow() {
-            return;
-        }
-        let op = self.label.as_str();
-        match level {
-            host::LogLevel::Trace => {
-                tracing::trace!(target: "sluice::guest", operator = op, "{message}")
-            }
-            host::LogLevel::Debug => {
-                tracing::debug!(target: "sluice::guest", operator = op, "{message}")
-            }
-            host::LogLevel::Info => {
-                tracing::info!(target: "sluice::guest", operator = op, "{message}")
-            }
-            host::LogLevel::Warn => {
-                tracing::warn!(target: "sluice::guest", operator = op, "{message}")
-            }
-            host::LogLevel::Error => {
-                tracing::error!(target: "sluice::guest", operator = op, "{message}")
-            }
-        }
+        let (name, level) = match level {
+            host::LogLevel::Trace => ("trace", tracing::Level::TRACE),
+            host::LogLevel::Debug => ("debug", tracing::Level::DEBUG),
+            host::LogLevel::Info => ("info", tracing::Level::INFO),
+            host::LogLevel::Warn => ("warn", tracing::Level::WARN),
+            host::LogLevel::Error => ("error", tracing::Level::ERROR),
+        };
+        self.guest_line(name, &message, level);
     }
 }
 
@@ -345,6 +365,8 @@ pub struct WasmOperator {
     identity: Option<OperatorContext>,
     /// The kind of the last failed call's failure.
     last_failure: Option<FailureKind>,
+    /// Where what the guest prints and logs goes (default: `tracing`).
+    guest_log: Option<Arc<crate::GuestLog>>,
 }
 
 impl std::fmt::Debug for WasmOperator {
@@ -386,7 +408,14 @@ impl WasmOperator {
             policy: FailurePolicy::Fail,
             identity: None,
             last_failure: None,
+            guest_log: None,
         }
+    }
+
+    /// Sends what the guest prints and logs to the job's `log` instead of `tracing`.
+    pub fn with_guest_log(mut self, log: Arc<crate::GuestLog>) -> WasmOperator {
+        self.guest_log = Some(log);
+        self
     }
 
     /// Sets what a failed call leads to (see [`FailurePolicy`]; default: fail the job).
@@ -467,6 +496,7 @@ impl WasmOperator {
             watermark: self.parked_watermark,
             scope: Scope::outside(),
             log_budget: LogBudget::new(self.limits.max_log_lines_per_second),
+            guest_log: self.guest_log.clone(),
         };
         let mut store = Store::new(self.component.runtime().engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -1109,20 +1139,27 @@ fn append(into: &mut Option<Batch>, mut b: Batch) {
 fn forward_output(inst: &mut Instance, label: &str, per_second: u32) -> String {
     let (out, out_dropped) = inst.stdout.drain();
     let (err, err_dropped) = inst.stderr.drain();
-    let budget = &mut inst.store.data_mut().log_budget;
+    let hs = inst.store.data_mut();
     for (stream, bytes, dropped) in [("stdout", &out, out_dropped), ("stderr", &err, err_dropped)] {
         if dropped > 0 {
             tracing::warn!(target: "sluice::guest", operator = label, stream, "dropped {dropped} bytes of guest output over the capture limit");
         }
         for line in String::from_utf8_lossy(bytes).lines() {
-            if !line.is_empty() && budget.allow() {
-                tracing::info!(target: "sluice::guest", operator = label, stream, "{line}");
+            if !line.is_empty() {
+                hs.guest_line(stream, line, tracing::Level::INFO);
             }
         }
     }
-    if budget.dropped > 0 {
-        tracing::warn!(target: "sluice::guest", operator = label, "dropped {} lines of guest output over the limit of {per_second} lines a second", budget.dropped);
-        budget.dropped = 0;
+    if hs.log_budget.dropped > 0 {
+        let note = format!(
+            "dropped {} lines of guest output over the limit of {per_second} lines a second",
+            hs.log_budget.dropped
+        );
+        tracing::warn!(target: "sluice::guest", operator = label, "{note}");
+        if let Some(log) = &hs.guest_log {
+            log.line(label, "host", &note);
+        }
+        hs.log_budget.dropped = 0;
     }
     let start = err.len().saturating_sub(STDERR_TAIL);
     String::from_utf8_lossy(&err[start..])
