@@ -132,6 +132,41 @@ fn grants_give_one_capability_at_a_time_and_directories_only_to_read() {
 }
 
 #[test]
+fn a_network_grant_lets_an_operator_connect_to_the_granted_address_only() {
+    plugins::build();
+    let dir = tempfile::tempdir().unwrap();
+    let granted = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let (g, o) = (granted.local_addr().unwrap(), other.local_addr().unwrap());
+    let got = probe(
+        dir.path(),
+        &[
+            &format!("connect {g}"),
+            &format!("connect {o}"),
+            "connect localhost:80",
+        ],
+        &format!("{{network: ['{g}']}}"),
+    )
+    .unwrap();
+    assert_eq!(got[0], "ok connected");
+    assert!(granted.accept().is_ok());
+    assert!(
+        got[1].starts_with("err ") && got[2].starts_with("err "),
+        "{got:?}"
+    );
+    assert!(
+        other.accept().is_err(),
+        "the other listener saw no connection"
+    );
+    let err = probe(dir.path(), &["clock"], "{network: ['example.com:80']}").unwrap_err();
+    assert!(
+        err.contains("grants.network[0]") && err.contains("no names"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_granted_directory_must_lie_under_the_specs_folder() {
     plugins::build();
     let root = tempfile::tempdir().unwrap();

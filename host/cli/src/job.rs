@@ -67,6 +67,9 @@ struct GrantsSpec {
     /// Directories to read: `{path, guest}`, `path` under the spec's folder.
     #[serde(default)]
     dirs: Vec<DirSpec>,
+    /// TCP addresses it may connect to, `host:port` with an IP address.
+    #[serde(default)]
+    network: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,11 +122,24 @@ impl GrantsSpec {
                 guest: d.guest,
             });
         }
+        let network = self
+            .network
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.parse().map_err(|_| {
+                    SpecError(format!(
+                        "{field}.grants.network[{i}]: '{a}' is not an address such as 127.0.0.1:9000 (an IP address and a port: no names)"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Grants {
             clocks: self.clocks,
             random: self.random,
             env: self.env.into_iter().collect(),
             dirs,
+            network,
         })
     }
 }

@@ -76,10 +76,9 @@ impl Default for Limits {
 /// What the sandbox grants an operator beyond computing: by default nothing
 /// (`grants` in the job spec, one capability at a time).
 ///
-/// Whatever the grants, an operator never gets arguments, network access (sockets and
-/// name lookups are refused) or timers (sleeping traps; see
-/// [`WasmRuntime`](crate::WasmRuntime)), never writes files, and its stdout and stderr go
-/// to the host's log.
+/// Whatever the grants, an operator never gets arguments, UDP, name lookups, listening
+/// sockets or timers (sleeping traps; see [`WasmRuntime`](crate::WasmRuntime)), never
+/// writes files, and its stdout and stderr go to the job's log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     /// Let the operator read the host's wall clock and monotonic clock. Without this
@@ -97,6 +96,9 @@ pub struct Grants {
     /// Directories it may read, each preopened read-only at a guest path. Default:
     /// none.
     pub dirs: Vec<DirGrant>,
+    /// The TCP addresses it may connect to (by address: no name lookups). Default:
+    /// none, and no network at all.
+    pub network: Vec<std::net::SocketAddr>,
 }
 
 /// A host directory an operator may read (never write), seen at `guest`.
@@ -451,9 +453,24 @@ impl WasmOperator {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
-            .allow_tcp(false)
+            .allow_tcp(!self.grants.network.is_empty())
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        if !self.grants.network.is_empty() {
+            // Connecting to a granted address, and the implicit bind that comes with it;
+            // nothing else (no listening, no explicit binds).
+            let granted = Arc::new(self.grants.network.clone());
+            wasi.socket_addr_check(move |addr, used| {
+                let ok = match used {
+                    wasmtime_wasi::sockets::SocketAddrUse::TcpConnect => granted.contains(&addr),
+                    wasmtime_wasi::sockets::SocketAddrUse::TcpBind => {
+                        addr.ip().is_unspecified() && addr.port() == 0
+                    }
+                    _ => false,
+                };
+                Box::pin(async move { ok })
+            });
+        }
         if !self.grants.clocks {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
         }
