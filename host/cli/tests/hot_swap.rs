@@ -194,7 +194,7 @@ fn a_version_that_cannot_start_is_refused_and_one_that_fails_its_first_batches_i
 fn the_flights_job_at_full_speed_swapped_three_times_gives_the_exact_answer() {
     plugins::build();
     let tmp = tempfile::tempdir().unwrap();
-    let rows = 1_000_000;
+    let rows = 1_500_000;
     let input = tmp.path().join("flights.parquet");
     let answer = flights::exact_answer(&flights::read_rows(
         &flights::dataset(),

@@ -436,6 +436,7 @@ fn supervise(
                         let _ = c.storage.delete(&p);
                     }
                 }
+                graph.swaps.job_finished();
                 return Ok(JobOutcome::Finished);
             }
             Err(e) => e,

@@ -8,8 +8,9 @@
 //! it: every event before the barrier went through the old version, every event after it
 //! through the new one, and nothing stops but that subtask for the time the new instance
 //! takes to start (the *pause*). The swap is then on *trial* until the next checkpoint
-//! after its barrier completes, when it is *committed*: restarts from then on create the
-//! new version. If the new version fails to start in a subtask, or the job fails while
+//! after its barrier completes (or the job finishes, its output committed), when it is
+//! *committed*: restarts from then on create the new version. If the new version fails
+//! to start in a subtask, or the job fails while
 //! the swap is on trial, the swap is *rolled back*: the job restarts (as its restart
 //! strategy allows) from its latest complete checkpoint with the old version.
 //! (Flink has no counterpart; its closest is stop-with-savepoint and a restart with new
@@ -211,6 +212,37 @@ impl OperatorSwaps {
         self.changed.notify_all();
     }
 
+    /// The job finished (every input ended and the sinks committed everything): a swap
+    /// on trial is committed, since the new version's output was; one whose barrier
+    /// never came is rolled back.
+    pub fn job_finished(&self) {
+        let mut st = self.lock();
+        let mut done = Vec::new();
+        for (v, s) in st.swaps.iter_mut() {
+            match s.status {
+                SwapStatus::Trial {
+                    checkpoint,
+                    pause_ms,
+                } => {
+                    s.status = SwapStatus::Committed {
+                        checkpoint,
+                        pause_ms,
+                    };
+                    done.push((v.clone(), s.factory.clone()));
+                }
+                SwapStatus::Requested | SwapStatus::Armed { .. } => {
+                    s.status = SwapStatus::RolledBack {
+                        error: "the job finished before the swap's barrier reached every subtask"
+                            .into(),
+                    };
+                }
+                _ => {}
+            }
+        }
+        st.committed.extend(done);
+        self.changed.notify_all();
+    }
+
     /// The factory that replaces the graph's for `vertex`, once a swap is committed.
     pub fn committed(&self, vertex: &str) -> Option<Arc<dyn OperatorFactory>> {
         self.lock().committed.get(vertex).cloned()
@@ -297,6 +329,18 @@ mod tests {
         ));
         s.job_failed("later");
         assert!(s.committed("op").is_some(), "a committed swap stays");
+    }
+
+    #[test]
+    fn a_job_that_finishes_commits_a_swap_on_trial_and_rolls_back_one_not_reached() {
+        let s = OperatorSwaps::default();
+        s.request("a", 1, Arc::new(NoFactory)).unwrap();
+        s.arm(2);
+        s.swapped("a", 0.1);
+        s.request("b", 1, Arc::new(NoFactory)).unwrap();
+        s.job_finished();
+        assert!(s.committed("a").is_some());
+        assert!(matches!(s.status("b"), Some(SwapStatus::RolledBack { .. })));
     }
 
     #[test]
