@@ -341,9 +341,12 @@ pub async fn restart(
 
 /// How much of a job's guest log to return.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
-    /// The last this many bytes (from a line's start); default 65,536.
-    pub tail_bytes: Option<u64>,
+    /// The last this many bytes (from a line's start); default 65,536, at most the
+    /// log's cap (16 MiB).
+    #[param(minimum = 0, maximum = 16777216)]
+    pub tail_bytes: Option<u32>,
 }
 
 /// What the job's operators printed and logged (their stdout, stderr and `log` calls),
@@ -356,6 +359,7 @@ pub struct LogParams {
     params(("id" = String, Path, description = "The job id"), LogParams),
     responses(
         (status = 200, description = "The log's tail", content_type = "text/plain", body = String),
+        (status = 400, description = "tail_bytes is not a number from 0 to 16777216", body = crate::error::ErrorBody),
         (status = 401, description = "No or a wrong token", body = crate::error::ErrorBody),
         (status = 404, description = "No such job", body = crate::error::ErrorBody),
     ),
@@ -368,6 +372,13 @@ pub async fn guest_log(
 ) -> ApiResult<([(axum::http::header::HeaderName, &'static str); 1], String)> {
     let jobs = app.jobs.clone();
     let tail = params.tail_bytes.unwrap_or(64 << 10);
+    if tail > 16 << 20 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("tail_bytes: {tail} is more than the log's cap of 16777216 bytes"),
+        ));
+    }
+    let tail = u64::from(tail);
     let text = blocking(move || jobs.guest_log(&id, tail)).await?;
     Ok((
         [(
