@@ -134,7 +134,6 @@ try {
   check(new Set(positions).size === n, "every vertex has its own place");
   const source = page.locator('a.vertex[data-vertex="flights"]');
   const figures = async () => ({
-    rate: Number(await source.getAttribute("data-rate-in")) || Number(await source.getAttribute("data-rate-out")),
     records: Number(await page.locator('a.vertex[data-vertex="flight-delays"]').getAttribute("data-records-in")),
   });
   await page.waitForFunction(

@@ -956,10 +956,8 @@ impl JobManager {
             }) => {
                 {
                     let mut st = lock(&job.state);
-                    st.record.spec = spec.clone();
-                    let mut hashes = Vec::new();
-                    pin_operators(&mut spec, &self.store).map(|h| hashes = h)?;
-                    st.record.operators = hashes;
+                    st.record.operators = pin_operators(&mut spec, &self.store)?;
+                    st.record.spec = spec;
                     if let Some(v) = st.record.graph.vertices.iter_mut().find(|v| v.id == vertex) {
                         v.operator = Some(info.sha256.clone());
                     }
@@ -1117,7 +1115,7 @@ impl JobManager {
             while run.samples.len() > 2 {
                 run.samples.pop_front();
             }
-            let history = (run.handle.checkpoints().len(), run.handle.events().len());
+            let history = run.handle.history_counts();
             if history != run.persisted {
                 run.persisted = history;
                 // The record on disk with this run's checkpoints and exceptions; the

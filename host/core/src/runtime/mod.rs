@@ -159,6 +159,17 @@ impl RunningJob {
             .map_err(JobError)
     }
 
+    /// How many checkpoints and savepoints have completed so far (without copying them).
+    pub fn checkpoint_count(&self) -> usize {
+        self.coordinator.as_ref().map_or(0, |c| {
+            c.shared
+                .history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len()
+        })
+    }
+
     /// The checkpoints and savepoints completed so far.
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
         self.coordinator.as_ref().map_or_else(Vec::new, |c| {

@@ -170,6 +170,19 @@ impl SupervisorHandle {
         result
     }
 
+    /// How many checkpoints and savepoints completed, over all attempts, and how many
+    /// events ([`SupervisorHandle::events`]) happened: cheap, for noticing a change
+    /// without copying either history.
+    pub fn history_counts(&self) -> (usize, usize) {
+        let running = lock(&self.running)
+            .as_ref()
+            .map_or(0, |j| j.checkpoint_count());
+        (
+            lock(&self.shared.history).len() + running,
+            lock(&self.shared.events).len(),
+        )
+    }
+
     /// Completed checkpoints and savepoints, over all attempts.
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
         let mut h = lock(&self.shared.history).clone();

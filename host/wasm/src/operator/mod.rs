@@ -570,7 +570,7 @@ impl WasmOperator {
             )));
         }
         let result = f(inst);
-        let stderr_tail = forward_output(inst, &self.context, self.limits.max_log_lines_per_second);
+        let stderr_tail = forward_output(inst, &self.context);
         match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
@@ -1153,7 +1153,7 @@ fn append(into: &mut Option<Batch>, mut b: Batch) {
 
 /// Sends what the guest wrote to stdout and stderr to `tracing`, line by line; returns
 /// the last [`STDERR_TAIL`] bytes of stderr (for a fault message).
-fn forward_output(inst: &mut Instance, label: &str, per_second: u32) -> String {
+fn forward_output(inst: &mut Instance, label: &str) -> String {
     let (out, out_dropped) = inst.stdout.drain();
     let (err, err_dropped) = inst.stderr.drain();
     let hs = inst.store.data_mut();
@@ -1169,8 +1169,8 @@ fn forward_output(inst: &mut Instance, label: &str, per_second: u32) -> String {
     }
     if hs.log_budget.dropped > 0 {
         let note = format!(
-            "dropped {} lines of guest output over the limit of {per_second} lines a second",
-            hs.log_budget.dropped
+            "dropped {} lines of guest output over the limit of {} lines a second",
+            hs.log_budget.dropped, hs.log_budget.per_second
         );
         tracing::warn!(target: "sluice::guest", operator = label, "{note}");
         if let Some(log) = &hs.guest_log {
