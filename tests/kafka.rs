@@ -1,54 +1,57 @@
-//! A real Kafka-protocol broker for tests and benchmarks: Tansu (crate `tansu`,
-//! Apache-2.0), started on a free loopback port with its own SQLite storage in a
-//! temporary folder, and killed when the [`Broker`] guard is dropped (however the test
-//! ends); and a `read_committed` reader of a whole topic.
+//! A real Apache Kafka broker for tests and benchmarks, and a `read_committed` reader of
+//! a whole topic.
 //!
-//! Tansu needs its `libsql` feature for a storage that keeps records:
-//! `cargo install tansu --locked --features libsql` (`.ci/run` does it once).
+//! The broker is Apache Kafka 4.1.1 itself (single node, KRaft, combined broker and
+//! controller), run from Maven Central's jars by `tests/kafka-broker/kafka-broker.sh` on
+//! free loopback ports with its data in a temporary folder. The jars are fetched once per
+//! machine (`kafka-broker.sh fetch`, which `.ci/run` calls; a test fetches them itself
+//! when Maven is there and they are not).
 //!
-//! Tansu 0.6.0 (the newest on crates.io) does not serve `EndTxn` (API key 26): a
-//! transaction can be begun but never committed or aborted. Tests that need Kafka
-//! transactions are `#[ignore]`d and run against another broker with
-//! `SLUICE_KAFKA_BROKERS=<host:port> cargo test -- --ignored` ([`Broker::start`] then
-//! uses that broker and starts nothing).
+//! * [`Broker::shared`]: one broker per test process, started on first use and killed
+//!   when the process exits (however it exits: the JVM gets `PR_SET_PDEATHSIG`). Tests
+//!   sharing it keep apart by topic names from [`Broker::unique`].
+//! * [`Broker::start`]: a broker of the caller's own, killed when the guard drops, which
+//!   [`Broker::kill`] and [`Broker::restart`] can stop and start again on its data.
+//!
+//! With `$SLUICE_KAFKA_BROKERS` set, both use those brokers instead and start nothing.
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The Tansu binary: `$SLUICE_TANSU`, else `tansu` on `PATH`, else `~/.cargo/bin/tansu`.
-/// Panics with the command that installs it when there is none.
-pub fn binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("SLUICE_TANSU") {
-        return PathBuf::from(p);
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tansu"))
-            .find(|p| p.is_file())
-    });
-    let in_cargo = std::env::var_os("HOME")
-        .map(|h| Path::new(&h).join(".cargo/bin/tansu"))
-        .filter(|p| p.is_file());
-    on_path.or(in_cargo).unwrap_or_else(|| {
-        panic!(
-            "the Kafka tests need the Tansu broker, which is not installed (not on PATH, not in \
-             ~/.cargo/bin, $SLUICE_TANSU unset): run `cargo install tansu --locked --features \
-             libsql` (or .ci/run)"
-        )
-    })
+/// How long a broker may take to print "Kafka Server started" (a cold JVM on a busy
+/// 2-core machine takes 5–10 s).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `tests/kafka-broker/kafka-broker.sh`.
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka-broker/kafka-broker.sh")
 }
 
-/// A running Tansu broker on `127.0.0.1:<port>`; dropping it kills the process.
-pub struct Broker {
-    /// `$SLUICE_KAFKA_BROKERS`, when set: a broker this guard did not start.
-    external: Option<String>,
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+/// Makes sure the broker's jars are on this machine (`kafka-broker.sh fetch`: Maven
+/// Central, once; Maven's own cache after that). Panics naming what is missing.
+fn fetch_jars() {
+    static FETCHED: OnceLock<()> = OnceLock::new();
+    FETCHED.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("fetch")
+            .output()
+            .unwrap_or_else(|e| panic!("the Kafka tests need bash: {e}"));
+        assert!(
+            out.status.success(),
+            "the Kafka tests need Apache Kafka's jars, and fetching them failed (they come \
+             from Maven Central with `bash tests/kafka-broker/kafka-broker.sh fetch`, which \
+             needs `mvn` and `java` 17: `apt-get install maven openjdk-17-jre-headless`; \
+             .ci/run does it):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
 }
 
 /// A free loopback port (bound, then released for the broker).
@@ -59,54 +62,231 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A broker process of this test run: its folder, ports and the running JVM.
+struct Process {
+    dir: tempfile::TempDir,
+    port: u16,
+    controller_port: u16,
+    /// `KAFKA_HEAP_OPTS` and `KAFKA_JVM_OPTS` for the script (`None`: its defaults, tuned
+    /// for start-up time).
+    jvm: Option<(&'static str, &'static str)>,
+    child: Option<Child>,
+}
+
+/// The JVM of a broker for benchmarks: the default JIT (C2 too) and a 1 GiB heap, for
+/// throughput rather than start-up time.
+const BENCH_JVM: (&str, &str) = (
+    "-Xms1g -Xmx1g",
+    "-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:MaxMetaspaceSize=256m -XX:+ExitOnOutOfMemoryError -XX:-UsePerfData -Djava.awt.headless=true",
+);
+
+impl Process {
+    fn new() -> Process {
+        fetch_jars();
+        let port = free_port();
+        let mut controller_port = free_port();
+        while controller_port == port {
+            controller_port = free_port();
+        }
+        Process {
+            dir: tempfile::Builder::new()
+                .prefix("sluice-kafka-")
+                .tempdir()
+                .expect("a temporary folder"),
+            port,
+            controller_port,
+            jvm: None,
+            child: None,
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("kafka.out")
+    }
+
+    /// Starts the JVM (formatting the storage the first time) and waits for its
+    /// readiness line. The JVM is killed when the calling thread ends
+    /// (`PR_SET_PDEATHSIG`), so a test run never leaves a broker behind.
+    fn start(&mut self) {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .expect("the broker's log file");
+        let offset = log.metadata().map_or(0, |m| m.len()) as usize;
+        let mut cmd = Command::new("bash");
+        cmd.arg(script())
+            .arg("run")
+            .arg(self.dir.path().join("broker"))
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_CONTROLLER_PORT", self.controller_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the broker's log file"))
+            .stderr(log);
+        if let Some((heap, opts)) = self.jvm {
+            cmd.env("KAFKA_HEAP_OPTS", heap).env("KAFKA_JVM_OPTS", opts);
+        }
+        // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", script().display())),
+        );
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+            if text
+                .get(offset..)
+                .is_some_and(|t| t.contains("Kafka Server started"))
+            {
+                return;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!("Apache Kafka exited at start ({status}); its log:\n{text}");
+            }
+            if started.elapsed() > START_TIMEOUT {
+                self.kill();
+                panic!("Apache Kafka was not ready within {START_TIMEOUT:?}; its log:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running Apache Kafka broker on `127.0.0.1:<port>` (or `$SLUICE_KAFKA_BROKERS`).
+pub struct Broker {
+    bootstrap: String,
+    /// Owned by this guard: killed when it drops. `None` for the shared or an external
+    /// broker.
+    own: Option<Process>,
+}
+
 impl Broker {
-    /// Starts a broker with empty storage and waits until it accepts connections.
-    /// Panics, with the broker's log, if it does not start within 30 s. With
-    /// `$SLUICE_KAFKA_BROKERS` set, uses those brokers instead (tests then need topic
-    /// names of their own: [`Broker::unique`]).
+    /// The broker of this test process, started on first use (a few seconds), used by
+    /// every test of the process that needs no broker of its own, and killed when the
+    /// process exits. Topic names must come from [`Broker::unique`].
+    pub fn shared() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            if let Ok(brokers) = std::env::var("SLUICE_KAFKA_BROKERS") {
+                return Broker {
+                    bootstrap: brokers,
+                    own: None,
+                };
+            }
+            // Started on a thread that lives as long as the process, so that the JVM's
+            // parent-death signal comes when the process exits, not when a test ends.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("kafka-broker".into())
+                .spawn(move || {
+                    let started = std::panic::catch_unwind(|| {
+                        let mut p = Process::new();
+                        p.start();
+                        p
+                    });
+                    match started {
+                        Ok(p) => {
+                            let bootstrap = format!("127.0.0.1:{}", p.port);
+                            let _ = tx.send(Ok(bootstrap));
+                            // Keep the process (and its folder) until the test run ends.
+                            let _keep = p;
+                            loop {
+                                std::thread::park();
+                            }
+                        }
+                        Err(e) => {
+                            let msg = e
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_default();
+                            let _ = tx.send(Err(msg));
+                        }
+                    }
+                })
+                .expect("a thread for the broker");
+            match rx.recv().expect("the broker thread answers") {
+                Ok(bootstrap) => Broker {
+                    bootstrap,
+                    own: None,
+                },
+                Err(msg) => panic!("{msg}"),
+            }
+        })
+    }
+
+    /// Starts a broker of the caller's own with empty storage and waits until it serves
+    /// clients; dropping the guard kills it. Panics, with the broker's log, if it does
+    /// not start within two minutes. With `$SLUICE_KAFKA_BROKERS` set, uses those
+    /// brokers instead (then [`Broker::kill`] and [`Broker::restart`] panic).
     pub fn start() -> Broker {
+        Broker::start_with(None)
+    }
+
+    /// As [`Broker::start`], with the broker's JVM tuned for throughput (the full JIT, a
+    /// 1 GiB heap, G1) rather than start-up time: the broker of benchmarks.
+    pub fn start_for_benchmark() -> Broker {
+        Broker::start_with(Some(BENCH_JVM))
+    }
+
+    fn start_with(jvm: Option<(&'static str, &'static str)>) -> Broker {
         if let Ok(brokers) = std::env::var("SLUICE_KAFKA_BROKERS") {
             return Broker {
-                external: Some(brokers),
-                port: 0,
-                dir: tempfile::tempdir().expect("a temporary folder"),
-                child: None,
+                bootstrap: brokers,
+                own: None,
             };
         }
-        let mut broker = Broker {
-            external: None,
-            port: free_port(),
-            dir: tempfile::tempdir().expect("a temporary folder"),
-            child: None,
-        };
-        broker.restart();
-        broker
+        let mut p = Process::new();
+        p.jvm = jvm;
+        p.start();
+        Broker {
+            bootstrap: format!("127.0.0.1:{}", p.port),
+            own: Some(p),
+        }
     }
 
     /// `127.0.0.1:<port>`, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        match &self.external {
-            Some(b) => b.clone(),
-            None => format!("127.0.0.1:{}", self.port),
-        }
+        self.bootstrap.clone()
     }
 
-    /// `name`, made unique to this process and moment for an external broker (whose
-    /// topics outlive the test); `name` itself for a broker of this guard.
+    /// `name`, made unique to this process and moment: topics of one broker are shared
+    /// by the tests of a process (and outlive them on an external broker).
     pub fn unique(&self, name: &str) -> String {
         // Tests of one process run at the same moment: a counter keeps them apart.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        match &self.external {
-            Some(_) => format!(
-                "{name}-{}-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis())
-            ),
-            None => name.to_string(),
-        }
+        format!(
+            "{name}-{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        )
     }
 
     /// Creates topic `name` with `partitions` partitions. Panics on failure.
@@ -115,110 +295,28 @@ impl Broker {
             .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
     }
 
-    /// Grows topic `name` to `partitions` partitions, as a `CreatePartitions` request
-    /// would. Tansu 0.6.0 does not serve that request (librdkafka's admin client gets
-    /// `UnsupportedFeature`), so for a broker of this guard the new partitions are added
-    /// to its SQLite storage, where Tansu reads topic metadata from on every request,
-    /// in the rows its own `CreateTopics` writes (`topic.partitions`, `topition`,
-    /// `watermark`), with Python's `sqlite3`. An external broker gets the admin request.
+    /// Grows topic `name` to `partitions` partitions (a `CreatePartitions` request).
     /// Panics on failure.
     pub fn add_partitions(&self, name: &str, partitions: i32) {
-        if self.external.is_some() {
-            return sluice_kafka::admin::add_partitions(
-                &self.bootstrap(),
-                name,
-                partitions as usize,
-            )
-            .unwrap_or_else(|e| panic!("adding partitions to {name}: {e}"));
-        }
-        let script = r#"
-import sqlite3, sys
-topic, n = sys.argv[1], int(sys.argv[2])
-db = sqlite3.connect("tansu.db", timeout=30)
-with db:
-    (tid, old) = db.execute("select id, partitions from topic where name = ?", (topic,)).fetchone()
-    for p in range(old, n):
-        db.execute("insert into topition (topic, partition) values (?, ?)", (tid, p))
-        db.execute(
-            "insert into watermark (topition) select id from topition where topic = ? and partition = ?",
-            (tid, p),
-        )
-    db.execute("update topic set partitions = ? where id = ?", (n, tid))
-"#;
-        let status = Command::new("python3")
-            .current_dir(self.dir.path())
-            .args(["-c", script, name, &partitions.to_string()])
-            .status()
-            .unwrap_or_else(|e| panic!("adding partitions needs python3: {e}"));
-        assert!(status.success(), "adding partitions to {name}: {status}");
+        sluice_kafka::admin::add_partitions(&self.bootstrap(), name, partitions as usize)
+            .unwrap_or_else(|e| panic!("adding partitions to {name}: {e}"))
     }
 
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("tansu.log")
+    fn own(&mut self) -> &mut Process {
+        self.own
+            .as_mut()
+            .expect("only a broker of Broker::start can be killed or restarted")
     }
 
     /// Kills the broker (SIGKILL); its storage stays for [`Broker::restart`].
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.own().kill();
     }
 
-    /// Starts the broker (again) on the same port and storage, and waits until it
-    /// accepts connections.
-    /// Panics for an external broker.
+    /// Starts the broker again on the same ports and storage, and waits until it
+    /// serves clients.
     pub fn restart(&mut self) {
-        assert!(self.external.is_none(), "cannot restart an external broker");
-        self.kill();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log())
-            .expect("the broker's log file");
-        let child = Command::new(binary())
-            .current_dir(self.dir.path())
-            .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
-        self.child = Some(child);
-        let started = Instant::now();
-        loop {
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                let log = std::fs::read_to_string(self.log()).unwrap_or_default();
-                let hint = if log.contains("FeatureNotEnabled") {
-                    "\nTansu was built without its SQLite storage: run `cargo install tansu \
-                     --locked --features libsql --force`"
-                } else {
-                    ""
-                };
-                panic!("the Tansu broker exited at start ({status}):\n{log}{hint}");
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                let log = std::fs::read_to_string(self.log()).unwrap_or_default();
-                panic!("the Tansu broker did not listen within 30 s:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
+        self.own().start();
     }
 }
 
@@ -238,14 +336,24 @@ pub struct Record {
 }
 
 /// Every record of `topic` (all partitions, from the start to their end as it is now)
-/// that a `read_committed` consumer sees, in partition then offset order. Panics if the
-/// topic cannot be read to its end within 120 s.
+/// that a consumer with `isolation.level` `read_committed` sees, in partition then
+/// offset order. Panics if the topic cannot be read to its end within 120 s.
 pub fn read_committed(brokers: &str, topic: &str) -> Vec<Record> {
+    read(brokers, topic, "read_committed")
+}
+
+/// Every record of `topic` as [`read_committed`], but `read_uncommitted`: records of
+/// open and aborted transactions too.
+pub fn read_uncommitted(brokers: &str, topic: &str) -> Vec<Record> {
+    read(brokers, topic, "read_uncommitted")
+}
+
+fn read(brokers: &str, topic: &str, isolation: &str) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "sluice-test-reader")
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
         .create()
         .expect("a consumer");

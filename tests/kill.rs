@@ -70,7 +70,7 @@ pub fn kill_ten_times(
         // The kill moment counts from when the job is running (`sluice: job '…' ready`),
         // not from the process start: on a loaded machine, loading the operators alone
         // can take longer than the whole window.
-        let ready = ready_signal(child.stderr.take().expect("piped stderr"));
+        let (ready, said) = ready_signal(child.stderr.take().expect("piped stderr"));
         let t = Instant::now();
         while ready.recv_timeout(Duration::from_millis(10)).is_err()
             && child.try_wait().unwrap().is_none()
@@ -85,6 +85,19 @@ pub fn kill_ten_times(
         while t.elapsed() < wait && child.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(10));
         }
+        // With a checkpoint to restore, the kill waits until the job said that it
+        // restored it (downloading state can take a while on a loaded machine).
+        let t = Instant::now();
+        while before.is_some()
+            && !said.lock().unwrap().contains("sluice: restored from ")
+            && child.try_wait().unwrap().is_none()
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "{job} did not say within 120 s that it restored checkpoint {before:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "sluice failed: {status}");
             panic!(
@@ -94,14 +107,20 @@ pub fn kill_ten_times(
         }
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
+        check_said(&said, before);
         restored_from.push(before);
     }
+    let before = newest_checkpoint(storage, job);
     let out = run().wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "the last run failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let said = std::sync::Arc::new(std::sync::Mutex::new(
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ));
+    check_said(&said, before);
     eprintln!("{job}: 10 kills; each attempt started from checkpoint {restored_from:?}");
     // Attempts resumed from checkpoints (how many depends on the machine's speed).
     assert!(
@@ -113,10 +132,15 @@ pub fn kill_ten_times(
     restored_from
 }
 
+/// What `sluice run` wrote to stderr so far.
+type Said = std::sync::Arc<std::sync::Mutex<String>>;
+
 /// A receiver that gets `()` when `sluice run` writes its "ready" line to `stderr`
-/// (read to its end on a thread, so the pipe never fills).
-fn ready_signal(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<()> {
+/// (read to its end on a thread, so the pipe never fills), and what it wrote.
+fn ready_signal(stderr: std::process::ChildStderr) -> (std::sync::mpsc::Receiver<()>, Said) {
     let (tx, rx) = std::sync::mpsc::channel();
+    let said = Said::default();
+    let keep = said.clone();
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr).lines() {
@@ -124,9 +148,40 @@ fn ready_signal(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<
             if line.contains("' ready in ") {
                 let _ = tx.send(());
             }
+            let mut said = keep.lock().unwrap();
+            said.push_str(&line);
+            said.push('\n');
         }
     });
-    rx
+    (rx, said)
+}
+
+/// A run that started while checkpoint `newest` was the newest complete one said that
+/// it restored from it (and none said so when there was none); nothing it wrote to a
+/// pipe has terminal colour codes.
+fn check_said(said: &Said, newest: Option<u64>) {
+    // The reader thread may still be at the pipe's end: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = said.lock().unwrap().clone();
+        let line = text.lines().find(|l| l.contains("sluice: restored from "));
+        let ok = match newest {
+            Some(id) => line.is_some_and(|l| {
+                l.contains(&format!("restored from checkpoint {id} "))
+                    && l.contains("the sources resume after the ")
+            }),
+            None => line.is_none(),
+        };
+        if ok {
+            assert!(!text.contains('\x1b'), "colour codes in a pipe:\n{text}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "started with newest checkpoint {newest:?}, the run said:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Sets `spec`'s checkpoints (every 500 ms, 2 retained, under `dir/checkpoints`) and

@@ -105,7 +105,7 @@ pub fn check_flights_spec(
     source.insert("path".into(), slice.to_str().unwrap().into());
     source.remove("sha256");
     edit(&mut loaded.spec);
-    // The spec writes ../../out/<out>/*.jsonl relative to its folder: under `dir`.
+    // The spec writes ../../out/<out>/*.jsonl: out/<out>/ under `dir`.
     let dir = tmp.path().join("a/b");
     let resolver = JobResolver {
         wasm: plugins::runtime(),
@@ -116,7 +116,7 @@ pub fn check_flights_spec(
         .to_graph(&loaded.dir, &resolver, Overrides::default())
         .unwrap();
     sluice_core::runtime::start(graph).unwrap().join().unwrap();
-    let got = flights::read_output(&dir.join("../../out").join(out));
+    let got = flights::read_output(&dir.join("out").join(out));
     flights::check_output(&answer, &got, label);
 }
 

@@ -1,13 +1,11 @@
-//! The Kafka source and sink against a real broker (Tansu on loopback, one per test):
-//! the source's partition assignment, bounded reading, restore from checkpointed offsets,
-//! start positions, event time from a field, record headers, and a partition added while
-//! it runs; the sink's key-hash and fixed
-//! partitioning; the exactly-once sink across crashes at each point of its two-phase
-//! commit, and aborted transactions hidden from `read_committed` readers (these two need
-//! a broker that serves `EndTxn`, which Tansu 0.6.0 does not: ignored, run with
-//! `SLUICE_KAFKA_BROKERS=<host:port> cargo test -p sluice-tests --test kafka --
-//! --ignored`). Expected records are computed independently (the records the test
-//! wrote), and read back with a plain librdkafka consumer.
+//! The Kafka source and sink against Apache Kafka (one broker for the test process,
+//! `sluice_tests::kafka`): the source's partition assignment, bounded reading, restore
+//! from checkpointed offsets, start positions, event time from a field, record headers,
+//! and a partition added with `CreatePartitions` while it runs; the sink's key-hash and
+//! fixed partitioning; the exactly-once sink across crashes at each point of its
+//! two-phase commit, and aborted transactions hidden from `read_committed` readers.
+//! Expected records are computed independently (the records the test wrote), and read
+//! back with a plain librdkafka consumer.
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -73,9 +71,8 @@ fn exactly_once_sink(broker: &Broker, topic: &str, dir: &std::path::Path) -> Box
 }
 
 #[test]
-#[ignore = "needs a broker with Kafka transactions that hides aborted records (Tansu 0.6.0 serves no EndTxn, nisshi does not hide them; README, Kafka); set SLUICE_KAFKA_BROKERS to one"]
 fn a_crash_after_a_checkpoint_completes_and_before_its_commit_loses_nothing() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let tmp = tempfile::tempdir().unwrap();
     let out = &broker.unique("out");
     broker.create_topic(out, 2);
@@ -123,9 +120,8 @@ fn a_crash_after_a_checkpoint_completes_and_before_its_commit_loses_nothing() {
 }
 
 #[test]
-#[ignore = "needs a broker with Kafka transactions that hides aborted records (Tansu 0.6.0 serves no EndTxn, nisshi does not hide them; README, Kafka); set SLUICE_KAFKA_BROKERS to one"]
 fn a_crash_before_a_checkpoint_completes_discards_its_records_and_aborted_ones_stay_hidden() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let tmp = tempfile::tempdir().unwrap();
     let out = &broker.unique("out");
     broker.create_topic(out, 3);
@@ -162,6 +158,17 @@ fn a_crash_before_a_checkpoint_completes_discards_its_records_and_aborted_ones_s
         read_committed(&broker.bootstrap(), out),
         sorted(records(0, 200))
     );
+    // The aborted records are in the topic: a read_uncommitted reader sees the other
+    // producer's, and checkpoint 2's first attempt if it reached the broker.
+    let all: Vec<Vec<u8>> = kafka::read_uncommitted(&broker.bootstrap(), out)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert!(
+        all.iter().any(|v| v == b"aborted"),
+        "the aborted record was written"
+    );
+    assert!(all.len() > 200, "{} records", all.len());
 }
 
 /// Everything `reader` returns until its end, as `(value, key, time)`.
@@ -199,7 +206,7 @@ fn drain(
 
 #[test]
 fn the_source_spreads_partitions_over_subtasks_ends_when_bounded_and_resumes_from_offsets() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let tmp = tempfile::tempdir().unwrap();
     let topic = &broker.unique("in");
     broker.create_topic(topic, 4);
@@ -255,7 +262,7 @@ fn the_source_spreads_partitions_over_subtasks_ends_when_bounded_and_resumes_fro
 
 #[test]
 fn the_source_starts_at_earliest_latest_a_timestamp_or_the_groups_committed_offsets() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let tmp = tempfile::tempdir().unwrap();
     let topic = &broker.unique("starts");
     broker.create_topic(topic, 1);
@@ -311,7 +318,7 @@ fn the_source_starts_at_earliest_latest_a_timestamp_or_the_groups_committed_offs
 #[test]
 fn the_sink_partitions_as_kafkas_java_clients_or_a_fixed_partition_and_the_source_reads_time_from_a_field()
  {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let tmp = tempfile::tempdir().unwrap();
     let (hashed, fixed) = (&broker.unique("hashed"), &broker.unique("fixed"));
     broker.create_topic(hashed, 4);
@@ -423,7 +430,7 @@ fn a_source_whose_broker_is_unreachable_fails_after_broker_timeout_naming_it() {
 #[test]
 fn the_source_passes_record_headers_with_their_events() {
     use rdkafka::message::{Header, OwnedHeaders};
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let topic = &broker.unique("headers");
     broker.create_topic(topic, 1);
     // Record i has i % 3 headers: `h<j>` = `<i>-<j>`, and a null-valued `gone` when i
@@ -497,7 +504,7 @@ fn the_source_passes_record_headers_with_their_events() {
 
 #[test]
 fn a_partition_added_while_the_source_runs_is_picked_up() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let topic = &broker.unique("grow");
     broker.create_topic(topic, 1);
     // A producer per call: a new one knows the partitions added since.

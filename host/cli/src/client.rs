@@ -93,26 +93,23 @@ impl Client {
         )
     }
 
-    /// Uploads the component `wasm`, with a name and version if given. Returns the
-    /// stored operator.
+    /// Uploads the component `wasm` (read from `file_name`, which the server's errors
+    /// about it name), with a name and version if given. Returns the stored operator.
     pub fn upload_operator(
         &self,
         wasm: &[u8],
+        file_name: &str,
         name: Option<&str>,
         version: Option<&str>,
     ) -> Result<Value, String> {
-        let mut query = Vec::new();
+        let mut query = vec![format!("filename={}", encode(file_name))];
         if let Some(n) = name {
             query.push(format!("name={}", encode(n)));
         }
         if let Some(v) = version {
             query.push(format!("version={}", encode(v)));
         }
-        let path = if query.is_empty() {
-            "/v1/operators".to_string()
-        } else {
-            format!("/v1/operators?{}", query.join("&"))
-        };
+        let path = format!("/v1/operators?{}", query.join("&"));
         self.post(&path, "application/wasm", wasm)
     }
 
@@ -196,7 +193,7 @@ pub fn prepare_spec(client: &Client, path: &Path) -> Result<Value, String> {
             let bytes = std::fs::read(&file)
                 .map_err(|e| format!("operators[{i}].wasm: cannot read {}: {e}", file.display()))?;
             let stored = client
-                .upload_operator(&bytes, None, None)
+                .upload_operator(&bytes, &file_label(&file), None, None)
                 .map_err(|e| format!("operators[{i}].wasm: uploading {}: {e}", file.display()))?;
             let hash = stored["sha256"].as_str().unwrap_or_default().to_string();
             obj.remove("wasm");
@@ -204,4 +201,12 @@ pub fn prepare_spec(client: &Client, path: &Path) -> Result<Value, String> {
         }
     }
     Ok(spec)
+}
+
+/// The name of `file` for the server's messages: its file name (the path if it has none).
+pub fn file_label(file: &std::path::Path) -> String {
+    file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }

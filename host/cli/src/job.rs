@@ -22,8 +22,11 @@ use std::sync::Arc;
 pub struct JobResolver<'a> {
     /// The process's WASM runtime (engine, compile cache).
     pub wasm: &'a WasmRuntime,
-    /// When set, relative sink paths resolve against this directory instead of the
-    /// spec's (`sluice run --output-dir`).
+    /// When set, every output goes under this directory (`sluice run --output-dir`): a
+    /// relative sink `path` is placed under it with its leading `..` parts removed
+    /// (`../../out/flights/windows.jsonl` becomes `<dir>/out/flights/windows.jsonl`),
+    /// and an absolute one is refused; a Kafka sink's `pending_dir` default is under it
+    /// too. See [`under_output_dir`].
     pub output_dir: Option<PathBuf>,
 }
 
@@ -260,10 +263,22 @@ impl Resolver for JobResolver<'_> {
         spec_dir: &Path,
         field: &str,
     ) -> Result<Arc<dyn SinkFactory>, ConnectorError> {
-        let dir = self.output_dir.as_deref().unwrap_or(spec_dir);
+        let Some(dir) = self.output_dir.as_deref() else {
+            return match connector {
+                sluice_kafka::CONNECTOR => sluice_kafka::sink_factory(options, spec_dir, field),
+                _ => sluice_connectors::sink_factory(connector, options, spec_dir, field),
+            };
+        };
+        let mut options = options.clone();
+        for key in ["path", "pending_dir"] {
+            if let Some(p) = options.get(key).and_then(|v| v.as_str()) {
+                let inside = under_output_dir(Path::new(p), &format!("{field}.{key}"))?;
+                options[key] = serde_json::Value::String(inside.to_string_lossy().into_owned());
+            }
+        }
         match connector {
-            sluice_kafka::CONNECTOR => sluice_kafka::sink_factory(options, dir, field),
-            _ => sluice_connectors::sink_factory(connector, options, dir, field),
+            sluice_kafka::CONNECTOR => sluice_kafka::sink_factory(&options, dir, field),
+            _ => sluice_connectors::sink_factory(connector, &options, dir, field),
         }
     }
 
@@ -309,6 +324,40 @@ impl Resolver for JobResolver<'_> {
             .map(|s| Arc::new(s) as Arc<dyn CheckpointStorage>)
             .map_err(|e| SpecError(format!("{field}: {e}")))
     }
+}
+
+/// Where a sink's relative `path` goes under `--output-dir`: the path with `.` parts
+/// and leading `..` parts removed, and inner `..` parts applied, so that it cannot leave
+/// the directory (`../../out/flights/windows.jsonl` is `out/flights/windows.jsonl`).
+///
+/// Errors: an absolute path, which `--output-dir` cannot honour (named by `field`), and
+/// a path with nothing left (`..`).
+pub fn under_output_dir(path: &Path, field: &str) -> Result<PathBuf, ConnectorError> {
+    use std::path::Component;
+    let mut inside = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::Normal(p) => inside.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                inside.pop();
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(ConnectorError(format!(
+                    "{field}: '{}' is an absolute path, and --output-dir puts every output \
+                     under its folder: make the path relative, or run without --output-dir",
+                    path.display()
+                )));
+            }
+        }
+    }
+    if inside.as_os_str().is_empty() {
+        return Err(ConnectorError(format!(
+            "{field}: '{}' names no file under --output-dir",
+            path.display()
+        )));
+    }
+    Ok(inside)
 }
 
 impl JobResolver<'_> {

@@ -54,7 +54,9 @@ cache ($SLUICE_CACHE_DIR, else ~/.cache/sluice) and checked against the spec's s
         /// Override the spec's batch size (events per source batch).
         #[arg(long)]
         batch_size: Option<usize>,
-        /// Write relative sink paths under this folder instead of the spec's.
+        /// Put every output under this folder: a relative sink path is placed under it
+        /// with its leading `..` removed (`../../out/flights/windows.jsonl` writes
+        /// DIR/out/flights/windows.jsonl); an absolute sink path is refused.
         #[arg(long)]
         output_dir: Option<PathBuf>,
         /// No progress lines, only the summary.
@@ -281,6 +283,11 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, and never with NO_COLOR set (no-color.org).
+        .with_ansi(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
@@ -485,6 +492,19 @@ fn run_local(cli: Cli) -> Result<()> {
             };
             let cpu0 = process_cpu_time();
             let job = Supervisor::start(Arc::new(graph), from)?;
+            // Say where the job resumed from, at its start and after each restart.
+            let mut restore_said = None;
+            let mut say_restore = |tty: bool| {
+                let info = job.handle().restored();
+                let attempt = info.as_ref().map(|r| r.attempt);
+                if attempt != restore_said {
+                    if let Some(info) = info {
+                        eprintln!("{}sluice: {info}", if tty { "\r\x1b[K" } else { "" });
+                    }
+                    restore_said = attempt;
+                }
+            };
+            say_restore(false);
             if let Some((listener, _)) = control {
                 let handle = job.handle();
                 control::serve(listener, move |stop| {
@@ -515,6 +535,7 @@ fn run_local(cli: Cli) -> Result<()> {
                     eprintln!("{}sluice: {e}", if tty { "\r\x1b[K" } else { "" });
                 }
                 reported = events.len();
+                say_restore(tty);
                 if !quiet && last.elapsed() >= interval {
                     let (line, events) = progress_line(job.metrics(), prev, last.elapsed());
                     if tty {
@@ -716,7 +737,12 @@ fn operator_command(
         } => {
             let bytes =
                 std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let o = client.upload_operator(&bytes, name.as_deref(), version.as_deref())?;
+            let o = client.upload_operator(
+                &bytes,
+                &sluice_cli::client::file_label(&file),
+                name.as_deref(),
+                version.as_deref(),
+            )?;
             println!("{}", o["sha256"].as_str().unwrap_or_default());
             if let (Some(n), Some(v)) = (o["name"].as_str(), o["version"].as_str()) {
                 eprintln!("stored as {n}@{v} ({} bytes)", o["size_bytes"]);

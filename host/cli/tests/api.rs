@@ -301,6 +301,25 @@ fn operators_are_checked_stored_by_hash_listed_and_deleted() {
     );
     let a = post(Some("application/wasm"), b"this is not wasm at all");
     assert_eq!((a.status, a.error_code()), (422, "not_wasm"));
+    // Errors name the file as the client gave it: `?filename=` for a raw body, the
+    // `file` part's file name for a form.
+    let a = server.call(
+        "POST",
+        "/v1/operators?filename=my-op.wasm",
+        Some("application/wasm"),
+        b"this is not wasm at all",
+    );
+    assert_eq!((a.status, a.error_code()), (422, "not_wasm"));
+    assert!(a.message().contains("my-op.wasm"), "{a:?}");
+    let mut bad_form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"broken.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
+    )
+    .into_bytes();
+    bad_form.extend(&identity[..identity.len() / 2]);
+    bad_form.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let a = server.call("POST", "/v1/operators", Some(&multipart), &bad_form);
+    assert_eq!(a.status, 422, "{a:?}");
+    assert!(a.message().contains("broken.wasm"), "{a:?}");
     let a = post(Some("application/wasm"), b"\0asm\x01\0\0\0");
     assert_eq!((a.status, a.error_code()), (422, "core_module"));
     assert!(a.message().contains("core WebAssembly module"), "{a:?}");

@@ -121,6 +121,65 @@ fn a_small_job_runs_and_prints_a_summary() {
 }
 
 #[test]
+fn output_dir_puts_every_output_under_it_and_refuses_absolute_sink_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = copy_job(dir.path(), "escape", 10);
+    // A sink path that climbs out of the spec's folder, as the flights spec's does.
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("path: out/events.jsonl", "path: ../../out/x/events.jsonl");
+    std::fs::write(&spec, text).unwrap();
+    let out_dir = dir.path().join("out-x/a/b");
+    let (ok, _, err) = sluice(&[
+        "run",
+        "--quiet",
+        &spec,
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let written = std::fs::read_to_string(out_dir.join("out/x/events.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 10);
+    // Nothing landed outside the folder given.
+    assert!(!dir.path().join("out-x/out").exists());
+    assert!(!dir.path().join("out").exists());
+
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        "path: ../../out/x/events.jsonl",
+        &format!("path: {}", dir.path().join("abs.jsonl").display()),
+    );
+    std::fs::write(&spec, text).unwrap();
+    let (ok, _, err) = sluice(&[
+        "run",
+        "--quiet",
+        &spec,
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("sinks[0].path: '") && err.contains("is an absolute path, and --output-dir"),
+        "{err}"
+    );
+}
+
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = copy_job(dir.path(), "plain", 10);
+    // A row without its event time fails the job, which is logged (WARN).
+    std::fs::write(dir.path().join("in.jsonl"), "{\"t\": 1}\n{\"x\": 2}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--quiet", &spec])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WARN"), "{err}");
+    assert!(!err.contains('\x1b'), "colour codes in a pipe: {err}");
+}
+
+#[test]
 fn ctrl_c_cancels_the_job_and_prints_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     let spec = copy_job(dir.path(), "long", 400_000);

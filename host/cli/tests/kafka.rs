@@ -1,5 +1,6 @@
-//! The Kafka connectors end to end over the `sluice` binary, against a real
-//! Kafka-protocol broker (Tansu on loopback, one per test; `sluice_tests::kafka`):
+//! The Kafka connectors end to end over the `sluice` binary, against Apache Kafka (one
+//! broker for the test process, and one of its own for the test that stops it;
+//! `sluice_tests::kafka`):
 //!
 //! * Kafka → the flights job (its WASM operator, hourly event-time windows in RocksDB)
 //!   → sink, killed with SIGKILL ten times at random moments and restarted: the committed
@@ -9,9 +10,7 @@
 //!   the offsets that were the latest at its start; offsets in its checkpoints, every
 //!   500 ms). Two variants: window results to the two-phase-commit JSON-lines sink, and
 //!   to a Kafka topic with transactions bound to checkpoints, read by a `read_committed`
-//!   consumer. The second needs a broker that serves `EndTxn`, which Tansu 0.6.0 does
-//!   not: ignored; run it with `SLUICE_KAFKA_BROKERS=<host:port> cargo test -p
-//!   sluice-cli --test kafka -- --ignored`.
+//!   consumer.
 //! * per-partition watermarks: four partitions whose event times advance at different
 //!   speeds give exactly the batch answer, nothing late;
 //! * an idle partition does not stall windows after the idleness timeout;
@@ -59,7 +58,6 @@ fn killed_ten_times_a_job_reading_kafka_commits_exactly_the_failure_free_answer(
 }
 
 #[test]
-#[ignore = "needs a broker with Kafka transactions that hides aborted records (Tansu 0.6.0 serves no EndTxn, nisshi does not hide them; README, Kafka); set SLUICE_KAFKA_BROKERS to one"]
 fn killed_ten_times_kafka_to_kafka_commits_exactly_the_failure_free_answer() {
     killed_ten_times(true);
 }
@@ -179,7 +177,7 @@ fn flights_output(broker: &Broker, dir: &Path, kafka_output: Option<&str>) -> fl
 /// The test, with window results to a Kafka topic (`kafka_sink`) or to a file.
 fn killed_ten_times(kafka_sink: bool) {
     plugins::build();
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let (input, output) = (broker.unique("flights"), broker.unique("windows"));
     let tmp = tempfile::tempdir().unwrap();
     let rows = std::env::var("SLUICE_KAFKA_KILL_ROWS")
@@ -196,7 +194,7 @@ fn killed_ten_times(kafka_sink: bool) {
         tmp.path(),
         (&input, &value_format),
         output,
-        20_000,
+        10_000,
         "{}",
     );
     kill::kill_ten_times(
@@ -383,7 +381,7 @@ fn lines(dir: &Path, prefix: &str) -> Vec<String> {
 
 #[test]
 fn per_partition_watermarks_give_the_batch_answer_when_partitions_advance_at_different_speeds() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let topic = broker.unique("events");
     broker.create_topic(&topic, 4);
     let tmp = tempfile::tempdir().unwrap();
@@ -424,7 +422,7 @@ fn per_partition_watermarks_give_the_batch_answer_when_partitions_advance_at_dif
 
 #[test]
 fn an_idle_partition_does_not_stall_windows_after_the_idleness_timeout() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let (topic, results) = (broker.unique("events"), broker.unique("results"));
     broker.create_topic(&topic, 2);
     broker.create_topic(&results, 1);

@@ -18,7 +18,9 @@ mod task;
 
 pub use metrics::{FailureCounters, JobMetrics, KEPT_FAILURES, SubtaskMetrics, VertexMetrics};
 pub use restart::RestartStrategy;
-pub use supervisor::{JobEvent, JobEventKind, JobOutcome, StartFrom, Supervisor, SupervisorHandle};
+pub use supervisor::{
+    JobEvent, JobEventKind, JobOutcome, RestoreInfo, StartFrom, Supervisor, SupervisorHandle,
+};
 pub use swap::{OperatorSwaps, SwapStatus};
 
 use crate::checkpoint::coordinator::{
@@ -314,6 +316,7 @@ pub fn start_with(
                             .map_err(|e| JobError(format!("{context}: {e}")))?;
                         let task = SourceTask {
                             reader,
+                            subtask: s,
                             strategy: *watermarks,
                             max_events_per_second: *max_events_per_second,
                             batch_size: graph.config.batch_size,

@@ -81,8 +81,56 @@ struct Shared {
     history: Mutex<Vec<CheckpointStats>>,
     /// What happened, for the owner's log: failures, fallbacks.
     events: Mutex<Vec<JobEvent>>,
-    /// The folder the running attempt restored from (`None`: from scratch).
-    restored_from: Mutex<Option<String>>,
+    /// What the running attempt restored from (`None`: from scratch).
+    restored: Mutex<Option<RestoreInfo>>,
+}
+
+/// What an attempt of a job restored from: the checkpoint or savepoint, and how much of
+/// the input its sources skip (they resume after the events the snapshot covers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreInfo {
+    /// The attempt: 0 for the job's start, `n` for its `n`th restart.
+    pub attempt: u32,
+    /// The snapshot's folder in the job's checkpoint storage.
+    pub folder: String,
+    /// The checkpoint (or savepoint) id.
+    pub id: u64,
+    /// Checkpoint or savepoint.
+    pub kind: crate::checkpoint::metadata::SnapshotKind,
+    /// When it completed, ms since the epoch.
+    pub completed_ms: i64,
+    /// Per source vertex (spec order): the events its subtasks had read when the
+    /// snapshot was taken, which the restored job does not read again.
+    pub sources: Vec<(String, u64)>,
+}
+
+impl std::fmt::Display for RestoreInfo {
+    /// `restored from checkpoint 7 (folder, completed 2026-12-08T01:02:03Z): the
+    /// sources resume after 1234 events (flights 1234)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let when = chrono::DateTime::from_timestamp_millis(self.completed_ms).map_or_else(
+            || self.completed_ms.to_string(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        write!(
+            f,
+            "restored from {} {} ({}, completed {when})",
+            self.kind.name(),
+            self.id,
+            self.folder
+        )?;
+        let total: u64 = self.sources.iter().map(|(_, n)| n).sum();
+        let each: Vec<String> = self
+            .sources
+            .iter()
+            .map(|(id, n)| format!("{id} {n}"))
+            .collect();
+        write!(
+            f,
+            ": the sources resume after the {total} events it covers ({})",
+            each.join(", ")
+        )
+    }
 }
 
 /// A job run by the supervisor thread.
@@ -206,7 +254,15 @@ impl SupervisorHandle {
     /// The checkpoint or savepoint folder (in the job's checkpoint storage) the current
     /// attempt restored its state from; `None` when it started from scratch.
     pub fn restored_from(&self) -> Option<String> {
-        lock(&self.shared.restored_from).clone()
+        lock(&self.shared.restored)
+            .as_ref()
+            .map(|r| r.folder.clone())
+    }
+
+    /// What the current attempt restored from, and how much input it skips; `None`
+    /// when it started from scratch.
+    pub fn restored(&self) -> Option<RestoreInfo> {
+        lock(&self.shared.restored).clone()
     }
 }
 
@@ -223,7 +279,7 @@ impl Supervisor {
             stopping: Mutex::new(false),
             history: Mutex::new(Vec::new()),
             events: Mutex::new(Vec::new()),
-            restored_from: Mutex::new(None),
+            restored: Mutex::new(None),
         });
         let running: Arc<Mutex<Option<RunningJobRef>>> = Arc::new(Mutex::new(None));
         let first = Attempt::new(&graph, &metrics, &shared).start(from)?;
@@ -392,7 +448,29 @@ impl<'a> Attempt<'a> {
         if let Some(p) = &point {
             tracing::info!("restoring from {}", p.folder);
         }
-        *lock(&self.shared.restored_from) = point.as_ref().map(|p| p.folder.clone());
+        *lock(&self.shared.restored) = point.as_ref().map(|p| RestoreInfo {
+            attempt: self.shared.restarts.load(Relaxed),
+            folder: p.folder.clone(),
+            id: p.metadata.id,
+            kind: p.metadata.kind,
+            completed_ms: p.metadata.completed_ms,
+            sources: self
+                .graph
+                .vertices
+                .iter()
+                .filter(|v| matches!(v.kind, crate::graph::VertexKind::Source { .. }))
+                .map(|v| {
+                    let events = p.metadata.vertices.get(&v.id).map_or(0, |s| {
+                        s.subtasks
+                            .iter()
+                            .filter_map(|t| t.operator_state.as_deref())
+                            .filter_map(super::task::source_events)
+                            .sum()
+                    });
+                    (v.id.clone(), events)
+                })
+                .collect(),
+        });
         start_with(self.graph.clone(), point.as_ref(), self.metrics.clone()).map(Arc::new)
     }
 }

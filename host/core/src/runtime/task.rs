@@ -87,6 +87,14 @@ struct SourcePosition {
     reader: Option<Vec<u8>>,
 }
 
+/// The events a source subtask had read at a checkpoint, from its checkpointed
+/// position; `None` when the bytes are not a source's position.
+pub(super) fn source_events(position: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<SourcePosition>(position)
+        .ok()
+        .map(|p| p.events)
+}
+
 /// The split of a reader that has no splits of its own.
 const ONLY_SPLIT: SplitId = 0;
 
@@ -96,6 +104,8 @@ const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// Everything a source subtask runs with.
 pub(super) struct SourceTask {
     pub reader: Box<dyn SourceReader>,
+    /// This subtask's index.
+    pub subtask: usize,
     pub strategy: WatermarkStrategy,
     pub max_events_per_second: Option<u64>,
     pub batch_size: usize,
@@ -121,6 +131,11 @@ impl SourceTask {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("the checkpointed source position is corrupted: {e}"))?;
         let mut splits = BTreeMap::new();
+        // The events read before the snapshot: a count across restores. When the
+        // parallelism changed, subtask 0 carries the old subtasks' total.
+        if positions.len() == 1 || self.subtask == 0 {
+            *events = positions.iter().map(|p| p.events).sum();
+        }
         for pos in &positions {
             match &pos.reader {
                 Some(p) => self.reader.seek(p).map_err(|e| e.0)?,
@@ -131,10 +146,7 @@ impl SourceTask {
                             .into(),
                     );
                 }
-                None => {
-                    self.skip(pos.events)?;
-                    *events = pos.events;
-                }
+                None => self.skip(pos.events)?,
             }
             splits.extend(pos.splits.iter().map(|(&k, &v)| (k, v)));
         }
@@ -397,6 +409,11 @@ impl InboundTask {
         let chain = &mut self.chain;
         let mut inputs = Inputs::new(&rxs, cp.as_ref().map(|c| &c.control));
         let mut aligning: Option<Alignment> = None;
+        // The newest checkpoint this subtask is done with: aligned and snapshotted,
+        // aborted, or abandoned for a newer one. Its barriers, and older ones, are
+        // obsolete: ignored without pausing their input (Flink's
+        // `SingleCheckpointBarrierHandler` keeps the same).
+        let mut finished_id = 0u64;
         let mut stopping: Option<u64> = None;
         let result = (|| -> Result<Exit, ChainError> {
             while n_ended < n {
@@ -437,6 +454,7 @@ impl InboundTask {
                         if stopping == Some(id) {
                             stopping = None;
                         }
+                        finished_id = finished_id.max(id);
                         if aligning.as_ref().is_some_and(|a| a.barrier.id == id) {
                             aligning = None;
                             inputs.resume_all(&ended);
@@ -480,10 +498,18 @@ impl InboundTask {
                             StreamElement::Idle(idle) => valve.input_idle(input, idle),
                             StreamElement::Barrier(b) => {
                                 match &mut aligning {
-                                    Some(a) if a.barrier.id == b.id => a.blocked[input] = true,
-                                    Some(a) if a.barrier.id > b.id => {} // an abandoned one
+                                    // Obsolete: its input goes on.
+                                    _ if b.id <= finished_id => {}
+                                    Some(a) if a.barrier.id > b.id => {}
+                                    Some(a) if a.barrier.id == b.id => {
+                                        a.blocked[input] = true;
+                                        inputs.pause(input);
+                                    }
                                     _ => {
-                                        // A newer barrier: any older alignment was abandoned.
+                                        // A newer barrier: an older alignment is abandoned.
+                                        if let Some(old) = &aligning {
+                                            finished_id = finished_id.max(old.barrier.id);
+                                        }
                                         inputs.resume_all(&ended);
                                         let mut blocked = vec![false; n];
                                         blocked[input] = true;
@@ -491,9 +517,9 @@ impl InboundTask {
                                             barrier: b,
                                             blocked,
                                         });
+                                        inputs.pause(input);
                                     }
                                 }
-                                inputs.pause(input);
                                 None
                             }
                             StreamElement::End => {
@@ -513,6 +539,7 @@ impl InboundTask {
                         {
                             let b = a.barrier;
                             aligning = None;
+                            finished_id = b.id;
                             let snap = chain.snapshot(b)?;
                             if let Some(cp) = &cp {
                                 let _ = cp.uploads.send(snap);

@@ -20,6 +20,9 @@ pub struct UploadParams {
     pub name: Option<String>,
     /// The operator's version.
     pub version: Option<String>,
+    /// The uploaded file's name, used in error messages about it (a multipart upload
+    /// gives it in its `file` part instead).
+    pub filename: Option<String>,
 }
 
 /// A multipart upload.
@@ -69,12 +72,23 @@ async fn read_form(
             "the form has no 'file' part: send the component as the 'file' field",
         )
     })?;
-    Ok((
-        file,
-        name,
+    let label = upload_label(file_name, name.as_deref(), version.as_deref());
+    Ok((file, name, version, label))
+}
+
+/// What error messages call an uploaded component: its file name when the client gave
+/// one, else `name@version` (or the name), else "the uploaded component".
+fn upload_label(file_name: Option<String>, name: Option<&str>, version: Option<&str>) -> String {
+    match (
+        file_name.filter(|f| !f.is_empty()),
+        name.filter(|n| !n.is_empty()),
         version,
-        file_name.unwrap_or_else(|| "upload".into()),
-    ))
+    ) {
+        (Some(f), _, _) => f,
+        (None, Some(n), Some(v)) if !v.is_empty() => format!("{n}@{v}"),
+        (None, Some(n), _) => n.to_string(),
+        (None, None, _) => "the uploaded component".to_string(),
+    }
 }
 
 /// Upload an operator component.
@@ -133,7 +147,12 @@ pub async fn upload(
             "operators (--max-operator-size)",
         )
         .await?;
-        (body, query.name, query.version, "upload".to_string())
+        let label = upload_label(
+            query.filename,
+            query.name.as_deref(),
+            query.version.as_deref(),
+        );
+        (body, query.name, query.version, label)
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
