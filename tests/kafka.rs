@@ -337,7 +337,10 @@ pub struct Record {
 
 /// Every record of `topic` (all partitions, from the start to their end as it is now)
 /// that a consumer with `isolation.level` `read_committed` sees, in partition then
-/// offset order. Panics if the topic cannot be read to its end within 120 s.
+/// offset order: it reads until its position reaches each partition's high watermark
+/// (taken first), so a transaction whose commit markers are still being written is
+/// waited for, not cut off at the last stable offset. Panics if the topic cannot be read
+/// to its end within 120 s (an open transaction that nobody ends holds it there).
 pub fn read_committed(brokers: &str, topic: &str) -> Vec<Record> {
     read(brokers, topic, "read_committed")
 }
@@ -354,7 +357,6 @@ fn read(brokers: &str, topic: &str, isolation: &str) -> Vec<Record> {
         .set("group.id", "sluice-test-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
         .create()
         .expect("a consumer");
     let md = consumer
@@ -362,34 +364,47 @@ fn read(brokers: &str, topic: &str, isolation: &str) -> Vec<Record> {
         .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
     let partitions = md.topics()[0].partitions().len() as i32;
     let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
     for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("the end of {topic}/{p}: {e}"));
+        ends.push(high);
         tpl.add_partition_offset(topic, p, Offset::Beginning)
             .expect("a partition");
     }
     consumer.assign(&tpl).expect("assigned");
-    let mut at_end = std::collections::BTreeSet::new();
+    let at_end = |consumer: &BaseConsumer| {
+        let pos = consumer.position().expect("positions");
+        (0..partitions).all(|p| {
+            let end = ends[p as usize];
+            end == 0
+                || pos
+                    .find_partition(topic, p)
+                    .is_some_and(|e| match e.offset() {
+                        Offset::Offset(o) => o >= end,
+                        _ => false,
+                    })
+        })
+    };
     let mut out = Vec::new();
     let started = Instant::now();
-    while (at_end.len() as i32) < partitions {
+    while !at_end(&consumer) {
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "reading {topic} did not reach its end"
+            "reading {topic} ({isolation}) did not reach its end {ends:?} within 120 s \
+             (positions {:?})",
+            consumer.position()
         );
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
-            Some(Ok(m)) => {
-                at_end.remove(&m.partition());
-                out.push(Record {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                    key: m.key().unwrap_or_default().to_vec(),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                });
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
+            Some(Ok(m)) => out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                key: m.key().unwrap_or_default().to_vec(),
+                value: m.payload().unwrap_or_default().to_vec(),
+            }),
             Some(Err(e)) => panic!("reading {topic}: {e}"),
         }
     }

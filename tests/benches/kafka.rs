@@ -13,7 +13,11 @@
 //! 200 ms, since its records become visible only when their checkpoint completes (its
 //! latency is bounded below by the checkpoint interval). Each run's output is checked
 //! before its figures print: every event once, nothing else.
-//! `$SLUICE_BENCH_KAFKA_EVENTS` sets the throughput run's events (default 300,000).
+//! `$SLUICE_BENCH_KAFKA_EVENTS` sets the throughput run's events (default 300,000);
+//! `$SLUICE_BENCH_KAFKA_SOURCE_PROPERTIES` and `$SLUICE_BENCH_KAFKA_SINK_PROPERTIES` add
+//! librdkafka properties (a YAML map, `{linger.ms: '0'}`) to try settings. First, the
+//! latency of the broker alone (producer, topic, consumer) at the same rate: a job's
+//! path has two such hops.
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -68,6 +72,7 @@ sources:
     topic: {input}
     bounded: {bounded}
     parallelism: 2
+    properties: {source_props}
     watermarks: {{max_out_of_orderness: 0ms}}
 operators:
   - id: pass
@@ -82,11 +87,14 @@ sinks:
     partitioning: round-robin
     delivery: {delivery}
     transactional_id: {output}
+    properties: {sink_props}
     pending_dir: {pending}
 checkpoints: {{interval: {interval}, storage: {checkpoints}}}
 ",
         delivery = mode.delivery,
         interval = mode.interval,
+        source_props = std::env::var("SLUICE_BENCH_KAFKA_SOURCE_PROPERTIES").unwrap_or("{}".into()),
+        sink_props = std::env::var("SLUICE_BENCH_KAFKA_SINK_PROPERTIES").unwrap_or("{}".into()),
         brokers = broker.bootstrap(),
         wasm = plugins::wasm("identity").display(),
         pending = dir.join("pending").display(),
@@ -162,21 +170,16 @@ fn throughput(broker: &Broker, wasm: &WasmRuntime, dir: &Path, mode: Mode, event
     );
 }
 
-fn latency(broker: &Broker, wasm: &WasmRuntime, dir: &Path, mode: Mode, rate: u64) {
-    let delivery = mode.delivery;
-    let (input, output) = (
-        broker.unique(&format!("lin-{delivery}")),
-        broker.unique(&format!("lout-{delivery}")),
-    );
-    broker.create_topic(&input, 4);
-    broker.create_topic(&output, 4);
-    let path = spec(broker, dir, (&input, &output), mode, false);
-    let resolver = JobResolver {
-        wasm,
-        output_dir: None,
-    };
-    let graph = build_graph(&path, &resolver, Overrides::default()).unwrap();
-    let job = sluice_core::runtime::start(graph).unwrap();
+/// Latency at `rate` events/s from topic `input` to topic `output` (`read_committed`):
+/// a producer writes 10 s of events stamped with their send time (µs), a consumer of
+/// `output` takes each one's time from send to receipt. Checks that every event arrives
+/// once; returns the latencies in µs, sorted.
+fn measure_latency(
+    broker: &Broker,
+    (input, output): (&str, &str),
+    rate: u64,
+    what: &str,
+) -> Vec<u64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .set("group.id", "bench-latency")
@@ -185,7 +188,7 @@ fn latency(broker: &Broker, wasm: &WasmRuntime, dir: &Path, mode: Mode, rate: u6
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..4 {
-        tpl.add_partition_offset(&output, p, Offset::Beginning)
+        tpl.add_partition_offset(output, p, Offset::Beginning)
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
@@ -193,11 +196,11 @@ fn latency(broker: &Broker, wasm: &WasmRuntime, dir: &Path, mode: Mode, rate: u6
     std::thread::sleep(Duration::from_secs(3));
     let total = rate * 10;
     let brokers = broker.bootstrap();
-    let input2 = input.clone();
+    let input2 = input.to_string();
     let sender = std::thread::spawn(move || {
         let p: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
-            .set("linger.ms", "1")
+            .set("linger.ms", "0")
             .create()
             .unwrap();
         let start = Instant::now();
@@ -226,26 +229,58 @@ fn latency(broker: &Broker, wasm: &WasmRuntime, dir: &Path, mode: Mode, rate: u6
             let (i, sent) = text.split_once(' ').unwrap();
             let i: usize = i.parse().unwrap();
             let sent: u64 = sent.parse().unwrap();
-            assert!(!seen[i], "{delivery}: event {i} arrived twice");
+            assert!(!seen[i], "{what}: event {i} arrived twice");
             seen[i] = true;
             latencies.push(now_us().saturating_sub(sent));
         }
     }
     sender.join().unwrap();
-    job.cancel();
-    let _ = job.join();
-    assert_eq!(
-        latencies.len() as u64,
-        total,
-        "{delivery}: every event arrives"
-    );
+    assert_eq!(latencies.len() as u64, total, "{what}: every event arrives");
     latencies.sort_unstable();
+    latencies
+}
+
+fn print_latency(latencies: &[u64], rate: u64) {
     let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1e3;
     println!(
-        "  latency at {rate} events/s ({total} events): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "  latency at {rate} events/s ({} events): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
         pct(0.5),
         pct(0.99),
         pct(1.0)
+    );
+}
+
+fn latency(broker: &Broker, wasm: &WasmRuntime, dir: &Path, mode: Mode, rate: u64) {
+    let delivery = mode.delivery;
+    let (input, output) = (
+        broker.unique(&format!("lin-{delivery}")),
+        broker.unique(&format!("lout-{delivery}")),
+    );
+    broker.create_topic(&input, 4);
+    broker.create_topic(&output, 4);
+    let path = spec(broker, dir, (&input, &output), mode, false);
+    let resolver = JobResolver {
+        wasm,
+        output_dir: None,
+    };
+    let graph = build_graph(&path, &resolver, Overrides::default()).unwrap();
+    let job = sluice_core::runtime::start(graph).unwrap();
+    let latencies = measure_latency(broker, (&input, &output), rate, delivery);
+    job.cancel();
+    let _ = job.join();
+    print_latency(&latencies, rate);
+}
+
+/// The broker alone: producer to consumer through one topic, no job (a Kafka hop's
+/// latency; a job's path has two).
+fn broker_latency(broker: &Broker, rate: u64) {
+    let topic = broker.unique("hop");
+    broker.create_topic(&topic, 4);
+    println!("The broker alone (producer -> topic -> read_committed consumer):");
+    print_latency(
+        &measure_latency(broker, (&topic, &topic), rate, "broker"),
+        rate,
     );
 }
 
@@ -269,6 +304,7 @@ fn main() {
             interval: "200ms",
         },
     ];
+    broker_latency(&broker, rate);
     for mode in modes {
         let tmp = tempfile::tempdir().unwrap();
         println!(

@@ -81,6 +81,9 @@ share.coordinator.state.topic.min.isr=1
 # fast tests: no rebalance delay; timed-out transactions aborted within a second
 group.initial.rebalance.delay.ms=0
 transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
+# keep every record: the flights are from 2001, and time-based retention (7 days by the
+# records' timestamps, checked 30 s after start) would delete their closed segments
+log.retention.ms=-1
 # 1 MiB is the smallest segment Kafka 4 accepts
 log.segment.bytes=1048576
 offsets.topic.segment.bytes=1048576
