@@ -67,18 +67,8 @@ struct Process {
     dir: tempfile::TempDir,
     port: u16,
     controller_port: u16,
-    /// `KAFKA_HEAP_OPTS` and `KAFKA_JVM_OPTS` for the script (`None`: its defaults, tuned
-    /// for start-up time).
-    jvm: Option<(&'static str, &'static str)>,
     child: Option<Child>,
 }
-
-/// The JVM of a broker for benchmarks: the default JIT (C2 too) and a 1 GiB heap, for
-/// throughput rather than start-up time.
-const BENCH_JVM: (&str, &str) = (
-    "-Xms1g -Xmx1g",
-    "-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:MaxMetaspaceSize=256m -XX:+ExitOnOutOfMemoryError -XX:-UsePerfData -Djava.awt.headless=true",
-);
 
 impl Process {
     fn new() -> Process {
@@ -95,7 +85,6 @@ impl Process {
                 .expect("a temporary folder"),
             port,
             controller_port,
-            jvm: None,
             child: None,
         }
     }
@@ -124,9 +113,6 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the broker's log file"))
             .stderr(log);
-        if let Some((heap, opts)) = self.jvm {
-            cmd.env("KAFKA_HEAP_OPTS", heap).env("KAFKA_JVM_OPTS", opts);
-        }
         // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
         unsafe {
             cmd.pre_exec(|| {
@@ -244,16 +230,6 @@ impl Broker {
     /// not start within two minutes. With `$SLUICE_KAFKA_BROKERS` set, uses those
     /// brokers instead (then [`Broker::kill`] and [`Broker::restart`] panic).
     pub fn start() -> Broker {
-        Broker::start_with(None)
-    }
-
-    /// As [`Broker::start`], with the broker's JVM tuned for throughput (the full JIT, a
-    /// 1 GiB heap, G1) rather than start-up time: the broker of benchmarks.
-    pub fn start_for_benchmark() -> Broker {
-        Broker::start_with(Some(BENCH_JVM))
-    }
-
-    fn start_with(jvm: Option<(&'static str, &'static str)>) -> Broker {
         if let Ok(brokers) = std::env::var("SLUICE_KAFKA_BROKERS") {
             return Broker {
                 bootstrap: brokers,
@@ -261,7 +237,6 @@ impl Broker {
             };
         }
         let mut p = Process::new();
-        p.jvm = jvm;
         p.start();
         Broker {
             bootstrap: format!("127.0.0.1:{}", p.port),

@@ -76,7 +76,7 @@ fn a_crash_after_a_checkpoint_completes_and_before_its_commit_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = &broker.unique("out");
     broker.create_topic(out, 2);
-    let mut a = exactly_once_sink(&broker, out, tmp.path());
+    let mut a = exactly_once_sink(broker, out, tmp.path());
     assert!(a.begin_transactions(&[]).unwrap());
     a.write_batch(&batch(&records(0, 100))).unwrap();
     let _s1 = a.pre_commit(1).unwrap();
@@ -92,7 +92,7 @@ fn a_crash_after_a_checkpoint_completes_and_before_its_commit_loses_nothing() {
         sorted(records(0, 100))
     );
 
-    let mut b = exactly_once_sink(&broker, out, tmp.path());
+    let mut b = exactly_once_sink(broker, out, tmp.path());
     assert!(b.begin_transactions(std::slice::from_ref(&s2)).unwrap());
     // The replay after checkpoint 2 writes its records again.
     b.write_batch(&batch(&records(200, 300))).unwrap();
@@ -107,7 +107,7 @@ fn a_crash_after_a_checkpoint_completes_and_before_its_commit_loses_nothing() {
 
     // A crash between the end of the input and the job's completion: the restart from
     // checkpoint 2 commits nothing twice.
-    let mut c = exactly_once_sink(&broker, out, tmp.path());
+    let mut c = exactly_once_sink(broker, out, tmp.path());
     assert!(c.begin_transactions(&[s2]).unwrap());
     c.write_batch(&batch(&records(200, 350))).unwrap();
     c.pre_commit(3).unwrap();
@@ -125,7 +125,7 @@ fn a_crash_before_a_checkpoint_completes_discards_its_records_and_aborted_ones_s
     let tmp = tempfile::tempdir().unwrap();
     let out = &broker.unique("out");
     broker.create_topic(out, 3);
-    let mut a = exactly_once_sink(&broker, out, tmp.path());
+    let mut a = exactly_once_sink(broker, out, tmp.path());
     a.begin_transactions(&[]).unwrap();
     a.write_batch(&batch(&records(0, 100))).unwrap();
     let s1 = a.pre_commit(1).unwrap();
@@ -150,7 +150,7 @@ fn a_crash_before_a_checkpoint_completes_discards_its_records_and_aborted_ones_s
     producer.flush(Duration::from_secs(30)).unwrap();
     producer.abort_transaction(Duration::from_secs(30)).unwrap();
 
-    let mut b = exactly_once_sink(&broker, out, tmp.path());
+    let mut b = exactly_once_sink(broker, out, tmp.path());
     b.begin_transactions(&[s1]).unwrap();
     b.write_batch(&batch(&records(100, 200))).unwrap();
     b.finish().unwrap();

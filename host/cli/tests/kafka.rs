@@ -183,14 +183,14 @@ fn killed_ten_times(kafka_sink: bool) {
     let rows = std::env::var("SLUICE_KAFKA_KILL_ROWS")
         .map(|v| v.parse().expect("SLUICE_KAFKA_KILL_ROWS is a number"))
         .unwrap_or(300_000);
-    let (rows, value_format) = load_flights(&broker, tmp.path(), rows, &input);
+    let (rows, value_format) = load_flights(broker, tmp.path(), rows, &input);
     let answer = flights::exact_answer(&rows);
     let output = kafka_sink.then_some(output.as_str());
     if let Some(output) = output {
         broker.create_topic(output, 1);
     }
     let spec = kafka_flights_spec(
-        &broker,
+        broker,
         tmp.path(),
         (&input, &value_format),
         output,
@@ -204,7 +204,7 @@ fn killed_ten_times(kafka_sink: bool) {
         &tmp.path().join("checkpoints"),
         &tmp.path().join("cache"),
     );
-    let got = flights_output(&broker, tmp.path(), output);
+    let got = flights_output(broker, tmp.path(), output);
     flights::check_output(&answer, &got, "Kafka, after ten kills");
 }
 
@@ -395,12 +395,12 @@ fn per_partition_watermarks_give_the_batch_answer_when_partitions_advance_at_dif
             events.push((p, t0 + i * (p as i64 + 1) * 1_000, format!("k{}", i % 7)));
         }
     }
-    produce(&broker, &topic, &events);
+    produce(broker, &topic, &events);
     let sink = format!(
         "    connector: jsonl\n    path: {}\n    write: value",
         tmp.path().join("windows.jsonl").display()
     );
-    let spec = count_spec(&broker, tmp.path(), &topic, true, "", &sink);
+    let spec = count_spec(broker, tmp.path(), &topic, true, "", &sink);
     let out = run(&spec, &tmp.path().join("cache"));
     assert!(
         out.status.success(),
@@ -432,12 +432,12 @@ fn an_idle_partition_does_not_stall_windows_after_the_idleness_timeout() {
     let events: Vec<(i32, i64, String)> = (0..500)
         .map(|i| (0, t0 + i * 100, format!("k{}", i % 3)))
         .collect();
-    produce(&broker, &topic, &events);
+    produce(broker, &topic, &events);
     let sink = format!(
         "    connector: kafka\n    brokers: {}\n    topic: {results}",
         broker.bootstrap()
     );
-    let spec = count_spec(&broker, tmp.path(), &topic, false, ", idleness: 1s", &sink);
+    let spec = count_spec(broker, tmp.path(), &topic, false, ", idleness: 1s", &sink);
     let cache = tmp.path().join("cache");
     let mut job = sluice()
         .args(["run", spec.to_str().unwrap(), "--quiet"])

@@ -163,14 +163,18 @@ pub enum RestartSpec {
     None,
     /// Restart after a fixed delay.
     FixedDelay {
-        /// Restarts allowed.
+        /// Restarts allowed in a row.
         attempts: u32,
         /// Wait before each.
         delay: DurationMs,
+        /// An attempt that runs this long without failing starts the count over;
+        /// default: never (the count is for the job's life).
+        #[serde(default)]
+        reset_after: Option<DurationMs>,
     },
     /// Restart after a growing delay.
     ExponentialBackoff {
-        /// Restarts allowed.
+        /// Restarts allowed in a row.
         attempts: u32,
         /// The first wait.
         initial_delay: DurationMs,
@@ -179,8 +183,25 @@ pub enum RestartSpec {
         /// Growth per restart; default 2.
         #[serde(default = "two")]
         multiplier: f64,
+        /// An attempt that runs this long without failing starts the count and the
+        /// backoff over (Flink's `reset-backoff-threshold`); default 1 h.
+        #[serde(default)]
+        reset_after: Option<DurationMs>,
+    },
+    /// Restart after `delay` unless more than `max_failures` failures happened within
+    /// the last `interval` (Flink's `failure-rate`).
+    FailureRate {
+        /// Failures allowed within `interval`.
+        max_failures: u32,
+        /// The sliding window failures are counted in.
+        interval: DurationMs,
+        /// Wait before each restart.
+        delay: DurationMs,
     },
 }
+
+/// Flink's default `reset-backoff-threshold` of the exponential-delay strategy.
+const RESET_AFTER: Duration = Duration::from_secs(3600);
 
 fn two() -> f64 {
     2.0
@@ -635,17 +656,40 @@ impl JobSpec {
                 initial: Duration::from_secs(1),
                 max: Duration::from_secs(60),
                 multiplier: 2.0,
+                reset_after: Some(RESET_AFTER),
             },
             None | Some(RestartSpec::None) => RestartStrategy::None,
-            Some(RestartSpec::FixedDelay { attempts, delay }) => RestartStrategy::FixedDelay {
+            Some(RestartSpec::FixedDelay {
+                attempts,
+                delay,
+                reset_after,
+            }) => RestartStrategy::FixedDelay {
                 attempts: *attempts,
                 delay: delay.duration(),
+                reset_after: reset_after.map(|d| d.duration()),
             },
+            Some(RestartSpec::FailureRate {
+                max_failures,
+                interval,
+                delay,
+            }) => {
+                if interval.duration().is_zero() {
+                    return Err(SpecError(
+                        "restart.interval: must be longer than 0".to_string(),
+                    ));
+                }
+                RestartStrategy::FailureRate {
+                    max_failures: *max_failures,
+                    interval: interval.duration(),
+                    delay: delay.duration(),
+                }
+            }
             Some(RestartSpec::ExponentialBackoff {
                 attempts,
                 initial_delay,
                 max_delay,
                 multiplier,
+                reset_after,
             }) => {
                 if !(*multiplier >= 1.0 && multiplier.is_finite()) {
                     return Err(SpecError(format!(
@@ -657,6 +701,7 @@ impl JobSpec {
                     initial: initial_delay.duration(),
                     max: max_delay.duration(),
                     multiplier: *multiplier,
+                    reset_after: Some(reset_after.map_or(RESET_AFTER, |d| d.duration())),
                 }
             }
         };

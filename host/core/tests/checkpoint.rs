@@ -226,6 +226,7 @@ fn graph(
     g.durability.restart = RestartStrategy::FixedDelay {
         attempts: 3,
         delay: Duration::from_millis(10),
+        reset_after: None,
     };
     Arc::new(g)
 }

@@ -254,10 +254,29 @@ fn state_checkpoint_and_restart_sections() {
         g.durability.restart,
         RestartStrategy::FixedDelay {
             attempts: 4,
-            delay: Duration::from_secs(2)
+            delay: Duration::from_secs(2),
+            reset_after: None,
         }
     );
     assert!(g.durability.state_dir.ends_with("st"));
+    let g = with("restart: {strategy: failure-rate, max_failures: 3, interval: 5m, delay: 1s}\n")
+        .unwrap();
+    assert_eq!(
+        g.durability.restart,
+        RestartStrategy::FailureRate {
+            max_failures: 3,
+            interval: Duration::from_secs(300),
+            delay: Duration::from_secs(1),
+        }
+    );
+    let g = with(
+        "restart: {strategy: exponential-backoff, attempts: 3, initial_delay: 1s, max_delay: 1m}\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        g.durability.restart,
+        RestartStrategy::ExponentialBackoff { reset_after: Some(r), .. } if r == Duration::from_secs(3600)
+    ));
     let cases = [
         (
             "state: {backend: leveldb}\n",
@@ -280,6 +299,10 @@ fn state_checkpoint_and_restart_sections() {
         (
             "restart: {strategy: exponential-backoff, attempts: 3, initial_delay: 1s, max_delay: 1m, multiplier: 0.5}\n",
             "restart.multiplier: must be at least 1",
+        ),
+        (
+            "restart: {strategy: failure-rate, max_failures: 3, interval: 0, delay: 1s}\n",
+            "restart.interval: must be longer than 0",
         ),
         (
             "restart: {strategy: sometimes}\n",

@@ -196,7 +196,16 @@ pub struct SinkOptions {
     /// exceed the brokers' `transaction.max.timeout.ms`.
     #[serde(default)]
     pub transaction_timeout: Option<DurationMs>,
+    /// How long the producer waits for more records before it sends a request
+    /// (`linger.ms`; default 5 ms, librdkafka's and Kafka 4's Java clients'). At-least-once
+    /// output is visible about this much sooner with less; fewer, larger requests cost
+    /// the brokers less with more. A `linger.ms` in `properties` wins.
+    #[serde(default)]
+    pub linger: Option<DurationMs>,
 }
+
+/// The sink's default `linger`, ms.
+pub const DEFAULT_LINGER_MS: i64 = 5;
 
 /// Renders a librdkafka error with what was being done.
 pub fn kafka_err(what: impl std::fmt::Display, e: rdkafka::error::KafkaError) -> ConnectorError {

@@ -33,7 +33,7 @@
 //! marker left by an earlier run of the same transactional id is never taken for this
 //! run's.
 
-use crate::config::{Delivery, Partitioning, SinkOptions, kafka_err};
+use crate::config::{DEFAULT_LINGER_MS, Delivery, Partitioning, SinkOptions, kafka_err};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -236,6 +236,11 @@ impl KafkaSink {
         config
             .set("enable.idempotence", "true")
             .set("partitioner", "murmur2_random");
+        let props = &self.options.client.properties;
+        if !props.contains_key("linger.ms") && !props.contains_key("queue.buffering.max.ms") {
+            let linger = self.options.linger.map_or(DEFAULT_LINGER_MS, |d| d.0);
+            config.set("linger.ms", linger.to_string());
+        }
         if let Some(id) = transactional_id {
             let timeout = self
                 .options

@@ -4,6 +4,7 @@
 //! one process. A checkpoint whose files are missing or corrupted is reported and the
 //! one before it is used.
 
+use super::restart::{RestartStrategy, RestartTracker};
 use super::{FailureOrigin, JobError, JobMetrics, OperatorSwaps, RunningJob, start_with};
 use crate::checkpoint::{CheckpointStats, RestorePoint, checkpoint_folder, list_checkpoints};
 use crate::graph::JobGraph;
@@ -482,7 +483,8 @@ fn supervise(
     running: Arc<Mutex<Option<RunningJobRef>>>,
 ) -> Result<JobOutcome, JobError> {
     let attempt = Attempt::new(&graph, &metrics, &shared);
-    let mut failures = 0u32;
+    let mut tracker = RestartTracker::new(graph.durability.restart);
+    let mut attempt_started = Instant::now();
     loop {
         let job = lock(&running).clone().expect("an attempt is running");
         // Wait for the attempt to end, then take it out to join it.
@@ -539,9 +541,8 @@ fn supervise(
             if shared.cancelled.load(Relaxed) {
                 return Err(err);
             }
-            failures += 1;
-            let Some(delay) = graph.durability.restart.delay(failures) else {
-                let n = failures - 1;
+            let Some((nth, delay)) = tracker.failed(Instant::now(), attempt_started) else {
+                let n = shared.restarts.load(Relaxed);
                 let err = if n == 0 {
                     err
                 } else {
@@ -555,10 +556,16 @@ fn supervise(
             };
             attempt.event(
                 JobEventKind::Restarted,
-                format!(
-                    "the job failed: {err}; restart {failures} of {} in {delay:?}",
-                    graph.durability.restart.attempts()
-                ),
+                match graph.durability.restart {
+                    RestartStrategy::FailureRate { interval, .. } => format!(
+                        "the job failed: {err}; restart in {delay:?} (failure {nth} of {} allowed within {interval:?})",
+                        graph.durability.restart.attempts()
+                    ),
+                    _ => format!(
+                        "the job failed: {err}; restart {nth} of {} in {delay:?}",
+                        graph.durability.restart.attempts()
+                    ),
+                },
                 origin.take(),
             );
             let until = Instant::now() + delay;
@@ -570,6 +577,7 @@ fn supervise(
             }
             shared.restarts.fetch_add(1, Relaxed);
             // A restart resumes from the latest usable checkpoint.
+            attempt_started = Instant::now();
             match attempt.start(StartFrom::Latest) {
                 Ok(j) => {
                     *lock(&running) = Some(j);
