@@ -207,6 +207,7 @@ fn measure_latency(
         // record is a request of its own, and the broker on 2 cores falls seconds behind.
         let p: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
             .set(
                 "linger.ms",
                 std::env::var("SLUICE_BENCH_KAFKA_PRODUCER_LINGER_MS").unwrap_or("5".into()),
