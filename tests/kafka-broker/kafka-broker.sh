@@ -107,23 +107,27 @@ PROPS
   fi
 }
 
-cmd_run() {
-  local work="$1"
+# Fetches the jars if missing and prepares WORKDIR ($1); prints its absolute path.
+ready_work() {
   have_libs || cmd_fetch
-  mkdir -p "$work"
-  work="$(cd "$work" && pwd)"
+  mkdir -p "$1"
+  local work
+  work="$(cd "$1" && pwd)"
   prepare "$work"
+  echo "$work"
+}
+
+cmd_run() {
+  local work
+  work="$(ready_work "$1")"
   # shellcheck disable=SC2086
   exec "$JAVA" $HEAP_OPTS $JVM_OPTS $LOG4J -Djava.io.tmpdir="$work/tmp" -cp "$KAFKA_LIBS/*" \
     kafka.Kafka "$work/server.properties"
 }
 
 cmd_start() {
-  local work="$1"
-  have_libs || cmd_fetch
-  mkdir -p "$work"
-  work="$(cd "$work" && pwd)"
-  prepare "$work"
+  local work
+  work="$(ready_work "$1")"
   # shellcheck disable=SC2086
   nohup "$JAVA" $HEAP_OPTS $JVM_OPTS $LOG4J -Djava.io.tmpdir="$work/tmp" -cp "$KAFKA_LIBS/*" \
     kafka.Kafka "$work/server.properties" >"$work/logs/kafka.out" 2>&1 </dev/null &
