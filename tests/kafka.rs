@@ -95,8 +95,10 @@ impl Process {
 
     /// Starts the JVM (formatting the storage the first time) and waits for its
     /// readiness line. The JVM is killed when the calling thread ends
-    /// (`PR_SET_PDEATHSIG`), so a test run never leaves a broker behind.
-    fn start(&mut self) {
+    /// (`PR_SET_PDEATHSIG`), so a test run never leaves a broker behind. Errors: the
+    /// broker could not start, exited, or was not ready within [`START_TIMEOUT`], with
+    /// its log.
+    fn start(&mut self) -> Result<(), String> {
         self.kill();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -122,7 +124,7 @@ impl Process {
         }
         self.child = Some(
             cmd.spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", script().display())),
+                .map_err(|e| format!("cannot start {}: {e}", script().display()))?,
         );
         let started = Instant::now();
         loop {
@@ -131,18 +133,22 @@ impl Process {
                 .get(offset..)
                 .is_some_and(|t| t.contains("Kafka Server started"))
             {
-                return;
+                return Ok(());
             }
             let exited = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
-                panic!("Apache Kafka exited at start ({status}); its log:\n{text}");
+                return Err(format!(
+                    "Apache Kafka exited at start ({status}); its log:\n{text}"
+                ));
             }
             if started.elapsed() > START_TIMEOUT {
                 self.kill();
-                panic!("Apache Kafka was not ready within {START_TIMEOUT:?}; its log:\n{text}");
+                return Err(format!(
+                    "Apache Kafka was not ready within {START_TIMEOUT:?}; its log:\n{text}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -183,34 +189,25 @@ impl Broker {
                     own: None,
                 };
             }
+            // Here, so that a failed fetch panics with its message in the test.
+            fetch_jars();
             // Started on a thread that lives as long as the process, so that the JVM's
             // parent-death signal comes when the process exits, not when a test ends.
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::Builder::new()
                 .name("kafka-broker".into())
                 .spawn(move || {
-                    let started = std::panic::catch_unwind(|| {
-                        let mut p = Process::new();
-                        p.start();
-                        p
-                    });
-                    match started {
-                        Ok(p) => {
-                            let bootstrap = format!("127.0.0.1:{}", p.port);
-                            let _ = tx.send(Ok(bootstrap));
+                    let mut p = Process::new();
+                    match p.start() {
+                        Ok(()) => {
+                            let _ = tx.send(Ok(format!("127.0.0.1:{}", p.port)));
                             // Keep the process (and its folder) until the test run ends.
-                            let _keep = p;
                             loop {
                                 std::thread::park();
                             }
                         }
                         Err(e) => {
-                            let msg = e
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_default();
-                            let _ = tx.send(Err(msg));
+                            let _ = tx.send(Err(e));
                         }
                     }
                 })
@@ -237,7 +234,7 @@ impl Broker {
             };
         }
         let mut p = Process::new();
-        p.start();
+        p.start().unwrap_or_else(|e| panic!("{e}"));
         Broker {
             bootstrap: format!("127.0.0.1:{}", p.port),
             own: Some(p),
@@ -291,7 +288,7 @@ impl Broker {
     /// Starts the broker again on the same ports and storage, and waits until it
     /// serves clients.
     pub fn restart(&mut self) {
-        self.own().start();
+        self.own().start().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

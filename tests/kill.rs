@@ -117,10 +117,9 @@ pub fn kill_ten_times(
         "the last run failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let said = std::sync::Arc::new(std::sync::Mutex::new(
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ));
-    check_said(&said, before);
+    if let Err(e) = said_right(&String::from_utf8_lossy(&out.stderr), before) {
+        panic!("{e}");
+    }
     eprintln!("{job}: 10 kills; each attempt started from checkpoint {restored_from:?}");
     // Attempts resumed from checkpoints (how many depends on the machine's speed).
     assert!(
@@ -156,30 +155,36 @@ fn ready_signal(stderr: std::process::ChildStderr) -> (std::sync::mpsc::Receiver
     (rx, said)
 }
 
-/// A run that started while checkpoint `newest` was the newest complete one said that
-/// it restored from it (and none said so when there was none); nothing it wrote to a
-/// pipe has terminal colour codes.
-fn check_said(said: &Said, newest: Option<u64>) {
-    // The reader thread may still be at the pipe's end: give it a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = said.lock().unwrap().clone();
-        let line = text.lines().find(|l| l.contains("sluice: restored from "));
-        let ok = match newest {
-            Some(id) => line.is_some_and(|l| {
-                l.contains(&format!("restored from checkpoint {id} "))
-                    && l.contains("the sources resume after the ")
-            }),
-            None => line.is_none(),
-        };
-        if ok {
-            assert!(!text.contains('\x1b'), "colour codes in a pipe:\n{text}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
+/// Whether a run that started while checkpoint `newest` was the newest complete one
+/// said, in `text` (its stderr), that it restored from it (and said nothing of a restore
+/// when there was none), with no terminal colour codes in the pipe. The error says what
+/// is wrong, with the text.
+fn said_right(text: &str, newest: Option<u64>) -> Result<(), String> {
+    let line = text.lines().find(|l| l.contains("sluice: restored from "));
+    let ok = match newest {
+        Some(id) => line.is_some_and(|l| {
+            l.contains(&format!("restored from checkpoint {id} "))
+                && l.contains("the sources resume after the ")
+        }),
+        None => line.is_none(),
+    };
+    if !ok {
+        return Err(format!(
             "started with newest checkpoint {newest:?}, the run said:\n{text}"
-        );
+        ));
+    }
+    if text.contains('\x1b') {
+        return Err(format!("colour codes in a pipe:\n{text}"));
+    }
+    Ok(())
+}
+
+/// [`said_right`] of a killed run, allowing its stderr reader a moment to reach the
+/// pipe's end.
+fn check_said(said: &Said, newest: Option<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Err(e) = said_right(&said.lock().unwrap(), newest) {
+        assert!(Instant::now() < deadline, "{e}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -263,19 +263,19 @@ impl Resolver for JobResolver<'_> {
         spec_dir: &Path,
         field: &str,
     ) -> Result<Arc<dyn SinkFactory>, ConnectorError> {
-        let Some(dir) = self.output_dir.as_deref() else {
-            return match connector {
-                sluice_kafka::CONNECTOR => sluice_kafka::sink_factory(options, spec_dir, field),
-                _ => sluice_connectors::sink_factory(connector, options, spec_dir, field),
-            };
-        };
-        let mut options = options.clone();
-        for key in ["path", "pending_dir"] {
-            if let Some(p) = options.get(key).and_then(|v| v.as_str()) {
-                let inside = under_output_dir(Path::new(p), &format!("{field}.{key}"))?;
-                options[key] = serde_json::Value::String(inside.to_string_lossy().into_owned());
+        let (options, dir) = match self.output_dir.as_deref() {
+            None => (std::borrow::Cow::Borrowed(options), spec_dir),
+            Some(dir) => {
+                let mut inside = options.clone();
+                for key in ["path", "pending_dir"] {
+                    if let Some(p) = inside.get(key).and_then(|v| v.as_str()) {
+                        let p = under_output_dir(Path::new(p), &format!("{field}.{key}"))?;
+                        inside[key] = serde_json::Value::String(p.to_string_lossy().into_owned());
+                    }
+                }
+                (std::borrow::Cow::Owned(inside), dir)
             }
-        }
+        };
         match connector {
             sluice_kafka::CONNECTOR => sluice_kafka::sink_factory(&options, dir, field),
             _ => sluice_connectors::sink_factory(connector, &options, dir, field),

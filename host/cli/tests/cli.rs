@@ -125,18 +125,28 @@ fn output_dir_puts_every_output_under_it_and_refuses_absolute_sink_paths() {
     let dir = tempfile::tempdir().unwrap();
     let spec = copy_job(dir.path(), "escape", 10);
     // A sink path that climbs out of the spec's folder, as the flights spec's does.
-    let text = std::fs::read_to_string(&spec)
-        .unwrap()
-        .replace("path: out/events.jsonl", "path: ../../out/x/events.jsonl");
-    std::fs::write(&spec, text).unwrap();
     let out_dir = dir.path().join("out-x/a/b");
-    let (ok, _, err) = sluice(&[
-        "run",
-        "--quiet",
-        &spec,
-        "--output-dir",
-        out_dir.to_str().unwrap(),
-    ]);
+    // Runs the spec with its sink at `path`, under --output-dir.
+    let run_with_sink = |path: &str| {
+        let text = std::fs::read_to_string(&spec).unwrap();
+        let sink = text
+            .lines()
+            .find(|l| l.contains("path: ") && l.contains("id: out"));
+        let text = text.replace(
+            sink.unwrap(),
+            &format!("  - {{id: out, input: src, connector: jsonl, path: {path}}}"),
+        );
+        std::fs::write(&spec, text).unwrap();
+        sluice(&[
+            "run",
+            "--quiet",
+            &spec,
+            "--output-dir",
+            out_dir.to_str().unwrap(),
+        ])
+    };
+    // A sink path that climbs out of the spec's folder, as the flights spec's does.
+    let (ok, _, err) = run_with_sink("../../out/x/events.jsonl");
     assert!(ok, "{err}");
     let written = std::fs::read_to_string(out_dir.join("out/x/events.jsonl")).unwrap();
     assert_eq!(written.lines().count(), 10);
@@ -144,18 +154,7 @@ fn output_dir_puts_every_output_under_it_and_refuses_absolute_sink_paths() {
     assert!(!dir.path().join("out-x/out").exists());
     assert!(!dir.path().join("out").exists());
 
-    let text = std::fs::read_to_string(&spec).unwrap().replace(
-        "path: ../../out/x/events.jsonl",
-        &format!("path: {}", dir.path().join("abs.jsonl").display()),
-    );
-    std::fs::write(&spec, text).unwrap();
-    let (ok, _, err) = sluice(&[
-        "run",
-        "--quiet",
-        &spec,
-        "--output-dir",
-        out_dir.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = run_with_sink(dir.path().join("abs.jsonl").to_str().unwrap());
     assert!(!ok);
     assert!(
         err.contains("sinks[0].path: '") && err.contains("is an absolute path, and --output-dir"),

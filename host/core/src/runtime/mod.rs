@@ -17,7 +17,7 @@ mod swap;
 mod task;
 
 pub use metrics::{FailureCounters, JobMetrics, KEPT_FAILURES, SubtaskMetrics, VertexMetrics};
-pub use restart::{RestartStrategy, RestartTracker};
+pub use restart::RestartStrategy;
 pub use supervisor::{
     JobEvent, JobEventKind, JobOutcome, RestoreInfo, StartFrom, Supervisor, SupervisorHandle,
 };

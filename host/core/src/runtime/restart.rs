@@ -79,6 +79,21 @@ impl RestartStrategy {
         }
     }
 
+    /// Restart number `nth` after `delay`, for a log line: `restart 2 of 10 in 2s`, or
+    /// for `failure-rate` `restart in 1s (failure 2 of 3 allowed within 300s)`.
+    pub fn describe(&self, nth: u32, delay: Duration) -> String {
+        match *self {
+            RestartStrategy::FailureRate {
+                max_failures,
+                interval,
+                ..
+            } => format!(
+                "restart in {delay:?} (failure {nth} of {max_failures} allowed within {interval:?})"
+            ),
+            _ => format!("restart {nth} of {} in {delay:?}", self.attempts()),
+        }
+    }
+
     /// The most restarts allowed in a row (for `failure-rate`: within its interval).
     pub fn attempts(&self) -> u32 {
         match *self {

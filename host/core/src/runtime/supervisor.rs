@@ -4,7 +4,7 @@
 //! one process. A checkpoint whose files are missing or corrupted is reported and the
 //! one before it is used.
 
-use super::restart::{RestartStrategy, RestartTracker};
+use super::restart::RestartTracker;
 use super::{FailureOrigin, JobError, JobMetrics, OperatorSwaps, RunningJob, start_with};
 use crate::checkpoint::{CheckpointStats, RestorePoint, checkpoint_folder, list_checkpoints};
 use crate::graph::JobGraph;
@@ -103,6 +103,36 @@ pub struct RestoreInfo {
     /// Per source vertex (spec order): the events its subtasks had read when the
     /// snapshot was taken, which the restored job does not read again.
     pub sources: Vec<(String, u64)>,
+}
+
+impl RestoreInfo {
+    /// What attempt `attempt` of `graph` restores from `point`: the events each source
+    /// vertex had read, summed over its subtasks' checkpointed positions.
+    fn new(point: &RestorePoint, graph: &JobGraph, attempt: u32) -> Self {
+        let sources = graph
+            .vertices
+            .iter()
+            .filter(|v| matches!(v.kind, crate::graph::VertexKind::Source { .. }))
+            .map(|v| {
+                let events = point.metadata.vertices.get(&v.id).map_or(0, |s| {
+                    s.subtasks
+                        .iter()
+                        .filter_map(|t| t.operator_state.as_deref())
+                        .filter_map(super::task::source_events)
+                        .sum()
+                });
+                (v.id.clone(), events)
+            })
+            .collect();
+        RestoreInfo {
+            attempt,
+            folder: point.folder.clone(),
+            id: point.metadata.id,
+            kind: point.metadata.kind,
+            completed_ms: point.metadata.completed_ms,
+            sources,
+        }
+    }
 }
 
 impl std::fmt::Display for RestoreInfo {
@@ -449,29 +479,9 @@ impl<'a> Attempt<'a> {
         if let Some(p) = &point {
             tracing::info!("restoring from {}", p.folder);
         }
-        *lock(&self.shared.restored) = point.as_ref().map(|p| RestoreInfo {
-            attempt: self.shared.restarts.load(Relaxed),
-            folder: p.folder.clone(),
-            id: p.metadata.id,
-            kind: p.metadata.kind,
-            completed_ms: p.metadata.completed_ms,
-            sources: self
-                .graph
-                .vertices
-                .iter()
-                .filter(|v| matches!(v.kind, crate::graph::VertexKind::Source { .. }))
-                .map(|v| {
-                    let events = p.metadata.vertices.get(&v.id).map_or(0, |s| {
-                        s.subtasks
-                            .iter()
-                            .filter_map(|t| t.operator_state.as_deref())
-                            .filter_map(super::task::source_events)
-                            .sum()
-                    });
-                    (v.id.clone(), events)
-                })
-                .collect(),
-        });
+        *lock(&self.shared.restored) = point
+            .as_ref()
+            .map(|p| RestoreInfo::new(p, self.graph, self.shared.restarts.load(Relaxed)));
         start_with(self.graph.clone(), point.as_ref(), self.metrics.clone()).map(Arc::new)
     }
 }
@@ -556,16 +566,10 @@ fn supervise(
             };
             attempt.event(
                 JobEventKind::Restarted,
-                match graph.durability.restart {
-                    RestartStrategy::FailureRate { interval, .. } => format!(
-                        "the job failed: {err}; restart in {delay:?} (failure {nth} of {} allowed within {interval:?})",
-                        graph.durability.restart.attempts()
-                    ),
-                    _ => format!(
-                        "the job failed: {err}; restart {nth} of {} in {delay:?}",
-                        graph.durability.restart.attempts()
-                    ),
-                },
+                format!(
+                    "the job failed: {err}; {}",
+                    graph.durability.restart.describe(nth, delay)
+                ),
                 origin.take(),
             );
             let until = Instant::now() + delay;

@@ -498,9 +498,10 @@ impl InboundTask {
                             StreamElement::Idle(idle) => valve.input_idle(input, idle),
                             StreamElement::Barrier(b) => {
                                 match &mut aligning {
-                                    // Obsolete: its input goes on.
-                                    _ if b.id <= finished_id => {}
+                                    // Obsolete (done with, or older than the one
+                                    // aligning): its input goes on.
                                     Some(a) if a.barrier.id > b.id => {}
+                                    _ if b.id <= finished_id => {}
                                     Some(a) if a.barrier.id == b.id => {
                                         a.blocked[input] = true;
                                         inputs.pause(input);
